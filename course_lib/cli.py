@@ -1,0 +1,152 @@
+"""The ``course`` command.
+
+    course doctor                 what this machine has and which runtime the course will use
+    course lab [ARGS...]          JupyterLab at the course root
+    course run [NOTEBOOK ...]     execute notebooks headless (default: every lecture and solution)
+    course release [--check]      regenerate exercises/ from solutions/ with nbgrader
+    course grade SUBMISSIONS      autograde SUBMISSIONS/<student>/<assignment>/*.ipynb
+    course check [ASSIGNMENT ...] prove the grader right (see course_lib.grading)
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .errors import CourseError
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    t0 = time.time()
+    fatal = []
+    print(f"python        {platform.python_version()} ({platform.platform()})")
+    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "datasets", "nbgrader", "jupyterlab", "ipywidgets"):
+        v = _version(pkg)
+        print(f"{pkg:<13} {v}")
+        if v == "not installed" and pkg in ("torch", "transformers"):
+            fatal.append(f"{pkg} is not installed")
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        print(f"cuda          {'yes: ' + torch.cuda.get_device_name(0) if cuda else 'no'}")
+        print(f"cpu threads   {torch.get_num_threads()}")
+    except ImportError:
+        cuda = False
+    from . import embedded
+    from .runtime import hub_offline_by_env, hub_reachable, select_runtime
+
+    hub = hub_reachable()
+    print(f"hub           {'reachable' if hub else 'not reachable'}"
+          + (" (HF_HUB_OFFLINE is set)" if hub_offline_by_env() else ""))
+    members = embedded.available_members()
+    print(f"embedded      {', '.join('embedded-' + m for m in members) or 'none shipped'}"
+          f" (default: embedded-{embedded.DEFAULT_MEMBER})")
+    try:
+        rt = select_runtime(args.runtime)
+        print(rt)
+    except CourseError as err:
+        print(f"runtime       cannot be chosen: {err}")
+        fatal.append("no runtime")
+        rt = None
+    if rt is not None and rt.name == "embedded" and embedded.DEFAULT_MEMBER not in members:
+        fatal.append(f"the default embedded model embedded-{embedded.DEFAULT_MEMBER} is missing")
+    print(f"checked in {time.time() - t0:.1f} s")
+    if fatal:
+        print("The course cannot run: " + "; ".join(fatal), file=sys.stderr)
+        return 1
+    print("The course can run here.")
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .project import course_root
+
+    root = course_root()
+    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", *args.extra])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .notebooks import default_notebooks, format_table, run_notebooks
+    from .project import course_root
+
+    root = course_root()
+    paths = [Path(p).resolve() for p in args.notebooks] or default_notebooks(root)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CourseError(f"no such notebook: {', '.join(missing)}", "give paths to .ipynb files, or none to run all.")
+    if not paths:
+        print("no notebooks found under lectures/ or solutions/")
+        return 0
+    results = run_notebooks(paths, root, root / "build", timeout=args.timeout)
+    print(format_table(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from . import grading
+    return grading.release(check=args.check)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from . import grading
+    return grading.grade(Path(args.submissions), csv_path=Path(args.csv) if args.csv else None)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from . import grading
+    return grading.check(args.assignments or None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description="Efficient adaptation of language models: the course.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("doctor", help="report the machine and the runtime the course will use")
+    d.add_argument("--runtime", default=None, help="embedded, gpu or auto (default: $COURSE_RUNTIME or auto)")
+    d.set_defaults(func=cmd_doctor)
+    lab = sub.add_parser("lab", help="start JupyterLab at the course root")
+    lab.add_argument("extra", nargs=argparse.REMAINDER, help="arguments passed to jupyter lab")
+    lab.set_defaults(func=cmd_lab)
+    r = sub.add_parser("run", help="execute notebooks headless and print a table")
+    r.add_argument("notebooks", nargs="*", help="notebooks to run (default: every lecture and solution)")
+    r.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    r.set_defaults(func=cmd_run)
+    rel = sub.add_parser("release", help="regenerate exercises/ from solutions/ (nbgrader generate_assignment)")
+    rel.add_argument("--check", action="store_true", help="fail if the committed exercises/ differ from a fresh release")
+    rel.set_defaults(func=cmd_release)
+    g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<assignment>/*.ipynb")
+    g.add_argument("submissions")
+    g.add_argument("--csv", default=None, help="where to write the grades (default: build/grades.csv)")
+    g.set_defaults(func=cmd_grade)
+    c = sub.add_parser("check", help="prove every assignment grades right (solution full, release zero, wrong answers lose)")
+    c.add_argument("assignments", nargs="*")
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CourseError as err:
+        print(f"course {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The downstream task that lectures 03-08 fine-tune on.
+
+Embedded runtime: **review verdicts**, a sentiment task in a format that pretraining never shows::
+
+    review: the soup was really tasty | verdict: plus
+    review: the staff seemed rude | verdict: minus
+
+The label words ``plus``/``minus`` never occur as labels in the pretraining corpus, so the
+untrained model is at chance; the pretrained model knows the adjectives' polarity from its corpus,
+so it adapts in a few dozen steps, while a randomly initialised model must learn everything.
+Splits: ``train``, ``validation`` and ``test`` draw from 70% of the adjectives, with disjoint
+seeds; ``test_unseen`` uses the other 30% of adjectives (their polarity was only ever seen in
+pretraining), so transfer from pretraining is measurable.
+
+GPU runtime: SST-2 from the hub (``registry.DATASETS["sst2"]``) in the same prompt format with the
+label words ``negative``/``positive``. ``test`` is SST-2's labelled validation split.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .embedded import corpus
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: int  # index into the task's label_words
+
+
+@dataclass
+class ClassificationTask:
+    """A text classification task posed to a causal LM as ``template`` + label word."""
+
+    name: str
+    label_words: tuple[str, ...]
+    template: str = "review: {text} | verdict:"
+    splits: dict[str, list[Example]] = field(default_factory=dict)
+
+    def prompt(self, example: Example | str) -> str:
+        """The context the model sees (no trailing space; the label word follows a space)."""
+        text = example.text if isinstance(example, Example) else example
+        return self.template.format(text=text)
+
+    def target(self, example: Example) -> str:
+        """What the model should produce after the prompt: a space, the label word, a newline."""
+        return " " + self.label_words[example.label] + "\n"
+
+    def __getitem__(self, split: str) -> list[Example]:
+        if split not in self.splits:
+            from .errors import ConfigError
+            raise ConfigError(f"the task {self.name!r} has no split {split!r}.", f"use one of {sorted(self.splits)}.")
+        return self.splits[split]
+
+
+LABEL_WORDS = ("minus", "plus")  # label 0 = negative, 1 = positive
+
+
+def _adjective_split(words: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    w = list(words)
+    random.Random(7).shuffle(w)
+    k = int(0.7 * len(w))
+    return tuple(w[:k]), tuple(w[k:])
+
+
+def review_verdicts(sizes: dict[str, int] | None = None) -> ClassificationTask:
+    """The embedded downstream task (deterministic)."""
+    sizes = {"train": 2000, "validation": 200, "test": 400, "test_unseen": 400, **(sizes or {})}
+    (pos_seen, pos_unseen), (neg_seen, neg_unseen) = _adjective_split(corpus.POSITIVE), _adjective_split(corpus.NEGATIVE)
+    seeds = {"train": 11, "validation": 12, "test": 13, "test_unseen": 14}
+    splits = {}
+    for split, n in sizes.items():
+        rng = random.Random(seeds[split])
+        adjectives = (pos_unseen, neg_unseen) if split == "test_unseen" else (pos_seen, neg_seen)
+        splits[split] = [Example(text, int(pos)) for text, pos in
+                         (corpus.sentiment_sentence(rng, adjectives=adjectives) for _ in range(n))]
+    return ClassificationTask("review verdicts", LABEL_WORDS, splits=splits)
+
+
+def sst2(max_train: int | None = None) -> ClassificationTask:
+    """SST-2 from the hub (GPU runtime), or from a local copy made with ``save_to_disk``."""
+    from .errors import require
+    from .registry import DATASETS
+    require("datasets", "loading SST-2")
+    from datasets import load_dataset, load_from_disk
+    import os
+
+    info = DATASETS["sst2"]
+    local = os.environ.get("COURSE_SST2_PATH")
+    ds = load_from_disk(local) if local else load_dataset(info.hub_id, info.config)
+    conv = lambda split: [Example(r[info.text_column].strip(), int(r[info.label_column])) for r in ds[split]]
+    train = conv("train")
+    splits = {"train": train[:max_train] if max_train else train, "validation": conv("validation")[:200],
+              "test": conv("validation")}
+    return ClassificationTask("sst2", info.label_names, splits=splits)
+
+
+def downstream_task(runtime=None) -> ClassificationTask:
+    """The task of the active runtime: review verdicts (embedded) or SST-2 (gpu)."""
+    from .runtime import get_runtime
+
+    rt = runtime or get_runtime()
+    return sst2() if rt.is_gpu else review_verdicts()
