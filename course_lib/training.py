@@ -1,0 +1,209 @@
+"""Fine-tuning a causal LM on a task posed as text, and measuring it.
+
+The conditional language-modelling objective of fine-tuning: given a prompt ``x`` and a target
+``y`` (the label word), maximise ``log p(y | x) = sum_t log p(y_t | x, y_<t)``. The prompt tokens
+are context only: their labels are ``-100`` so they add nothing to the loss, and neither does
+padding. Every method in the course (full fine-tuning, BitFit, LoRA, QLoRA, prefix and prompt
+tuning, adapters) trains with this same loop; what differs is which parameters have
+``requires_grad=True``.
+
+Shapes: ``input_ids``, ``attention_mask``, ``labels``: (batch, T); ``logits``: (batch, T, vocab).
+Models that prepend virtual tokens (prompt tuning) may return more than T positions; the loop
+keeps the last T, which belong to the real tokens.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+
+
+def conditional_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the positions whose label is not -100.
+
+    ``logits[:, t]`` predicts token ``t + 1``, so logits drop the last position and labels the
+    first. ``logits``: (B, T, V); ``labels``: (B, T). Averaged over target tokens in the batch.
+    """
+    if logits.shape[:2] != labels.shape:
+        raise ConfigError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on (batch, length).",
+                          "pass logits of shape (B, T, V) and labels of shape (B, T) for the same batch.")
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    shift_labels = labels[:, 1:].reshape(-1)
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+
+
+def _prompt_length(tokenizer, prompt: str, full_ids: list[int]) -> int:
+    ids = tokenizer(prompt).input_ids
+    if full_ids[:len(ids)] != ids:  # the tokenizer merged across the boundary: find the longest common prefix
+        n = 0
+        while n < min(len(ids), len(full_ids)) and ids[n] == full_ids[n]:
+            n += 1
+        return n
+    return len(ids)
+
+
+def encode_examples(tokenizer, task, examples, max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Tokenise ``prompt + target`` per example; labels are -100 on prompt tokens and padding.
+
+    Right padding. Sequences longer than ``max_length`` lose tokens from the left of the prompt,
+    so the target always survives.
+    """
+    rows = []
+    for ex in examples:
+        prompt, full = task.prompt(ex), task.prompt(ex) + task.target(ex)
+        ids = tokenizer(full).input_ids
+        n_prompt = _prompt_length(tokenizer, prompt, ids)
+        if max_length and len(ids) > max_length:
+            cut = len(ids) - max_length
+            ids, n_prompt = ids[cut:], max(0, n_prompt - cut)
+        rows.append((ids, n_prompt))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (ids, n_prompt) in enumerate(rows):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        attention_mask[i, :len(ids)] = 1
+        labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _device(model) -> torch.device:
+    return next(p.device for p in model.parameters())
+
+
+@torch.no_grad()
+def label_log_likelihoods(model, tokenizer, task, examples, batch_size: int = 64) -> torch.Tensor:
+    """``log p(" " + label_word | prompt)`` for every example and label word: shape (n, n_labels)."""
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    n_labels = len(task.label_words)
+    pairs = [(ex, j) for ex in examples for j in range(n_labels)]
+    scores = torch.empty(len(pairs))
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        rows = []
+        for ex, j in chunk:
+            prompt = task.prompt(ex)
+            ids = tokenizer(prompt + " " + task.label_words[j]).input_ids
+            rows.append((ids, _prompt_length(tokenizer, prompt, ids)))
+        width = max(len(ids) for ids, _ in rows)
+        x = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros_like(x)
+        for i, (ids, _) in enumerate(rows):
+            x[i, :len(ids)] = torch.tensor(ids)
+            mask[i, :len(ids)] = 1
+        logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits[:, -width:].float()
+        logp = torch.log_softmax(logits, dim=-1).cpu()
+        for i, (ids, n_prompt) in enumerate(rows):
+            positions = torch.arange(n_prompt - 1, len(ids) - 1)
+            targets = torch.tensor(ids[n_prompt:])
+            scores[start + i] = logp[i, positions, targets].sum()
+    model.train(was_training)
+    return scores.view(len(examples), n_labels)
+
+
+def accuracy(model, tokenizer, task, examples, batch_size: int = 64) -> float:
+    """Fraction of examples whose most likely label word is the right one."""
+    examples = list(examples)
+    if not examples:
+        raise ConfigError("accuracy() got no examples.", "pass a non-empty list, e.g. task['validation'].")
+    pred = label_log_likelihoods(model, tokenizer, task, examples, batch_size).argmax(dim=1)
+    gold = torch.tensor([ex.label for ex in examples])
+    return (pred == gold).float().mean().item()
+
+
+def trainable_parameters(model) -> int:
+    """Number of parameters with ``requires_grad`` (shared tensors counted once)."""
+    seen = {id(p): p.numel() for p in model.parameters() if p.requires_grad}
+    return sum(seen.values())
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_every: int = 0          # 0: evaluate only at the end
+    eval_examples: int = 200     # validation examples per evaluation
+    max_length: int | None = None
+
+    def __post_init__(self):
+        if self.steps < 0 or self.batch_size <= 0:
+            raise ConfigError(f"steps={self.steps} and batch_size={self.batch_size} must be >= 0 and > 0.",
+                              "use e.g. TrainConfig(steps=runtime.budget.train_steps, batch_size=runtime.budget.batch_size).")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr} must be positive.", "typical values: 5e-4 full fine-tuning, 3e-3 LoRA.")
+
+    @classmethod
+    def from_runtime(cls, runtime, **overrides) -> "TrainConfig":
+        b = runtime.budget
+        kw = dict(steps=b.train_steps, batch_size=b.batch_size, max_length=b.max_length,
+                  eval_examples=b.eval_examples)
+        kw.update(overrides)
+        return cls(**kw)
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)   # {"step", "accuracy"} at each evaluation
+    seconds: float = 0.0                                # training time, evaluations excluded
+    trainable: int = 0
+
+    @property
+    def final_accuracy(self) -> float | None:
+        return self.history[-1]["accuracy"] if self.history else None
+
+
+def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progress: bool = True,
+          after_step: Callable[[int, torch.nn.Module], None] | None = None, split: str = "train") -> TrainResult:
+    """Train the parameters that require grad (or ``parameters``) with AdamW on ``task[split]``.
+
+    Batches are drawn with a seeded RNG, so a run is reproducible on CPU. ``after_step(step, model)``
+    runs after every optimiser step (pruning re-applies its masks there). Evaluates validation
+    accuracy every ``eval_every`` steps and at the end.
+    """
+    from tqdm.auto import tqdm
+
+    params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: no parameter has requires_grad=True.",
+                          "apply a method first (e.g. apply_lora(model, config)) or unfreeze parameters.")
+    data = task[split]
+    val = task["validation"][:config.eval_examples] if "validation" in task.splits else None
+    device = _device(model)
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    result = TrainResult(trainable=sum(p.numel() for p in {id(p): p for p in params}.values()))
+    bar = tqdm(range(1, config.steps + 1), desc="training", disable=not progress, mininterval=0.5)
+    for step in bar:
+        t0 = time.perf_counter()
+        model.train()
+        batch = encode_examples(tokenizer, task, rng.sample(data, min(config.batch_size, len(data))), config.max_length)
+        T = batch["input_ids"].shape[1]
+        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+        loss = conditional_lm_loss(out.logits[:, -T:], batch["labels"].to(device))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(step, model)
+        result.seconds += time.perf_counter() - t0
+        result.losses.append(loss.item())
+        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+        if val and ((config.eval_every and step % config.eval_every == 0) or step == config.steps):
+            result.history.append({"step": step, "accuracy": accuracy(model, tokenizer, task, val)})
+    model.eval()
+    return result

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny random models of the architectures the course adapts, and the embedded model."""
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_llama():
+    """A 2-layer Llama with grouped-query attention (4 heads, 2 KV heads), random weights, eval mode."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture
+def tiny_gpt2():
+    """A 2-layer GPT-2 (Conv1D projections) with dropout off, random weights, eval mode."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The default embedded model and its tokenizer (loaded once per test session)."""
+    from course_lib.models import load_model
+    from course_lib.runtime import select_runtime
+
+    return load_model("embedded", runtime=select_runtime("embedded"))
