@@ -1,0 +1,67 @@
+"""The course command: doctor, run, and its errors."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def course(*args, env_extra=None, cwd=ROOT, timeout=300):
+    import os
+    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "course_lib.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def test_doctor_names_the_embedded_runtime_and_why_quickly():
+    t0 = time.time()
+    r = course("doctor")
+    assert r.returncode == 0, r.stderr
+    assert "runtime: embedded" in r.stdout and "why:" in r.stdout and "no CUDA GPU" in r.stdout
+    assert "hub           not reachable" in r.stdout
+    assert time.time() - t0 < 10
+
+
+def test_doctor_reports_an_impossible_runtime():
+    r = course("doctor", "--runtime", "gpu")
+    assert r.returncode == 1
+    assert "cannot be chosen" in r.stdout and "How to fix" in r.stdout
+
+
+def _notebook(path: Path, source: str) -> Path:
+    nb = new_notebook(cells=[new_code_cell(source)],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, path)
+    return path
+
+
+def test_run_executes_and_reports(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "lectures").mkdir()
+    good = _notebook(tmp_path / "lectures" / "good.ipynb", "x = 6 * 7\nprint(x)")
+    bad = _notebook(tmp_path / "lectures" / "bad.ipynb", "raise ValueError('boom')")
+    r = course("run", str(good), str(bad), cwd=tmp_path)
+    assert r.returncode == 1
+    assert "good.ipynb" in r.stdout and "ok" in r.stdout and "FAILED" in r.stdout and "boom" in r.stdout
+    executed = nbformat.read(tmp_path / "build" / "executed" / "lectures" / "good.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"].strip() == "42"
+    r = course("run", str(good), cwd=tmp_path)
+    assert r.returncode == 0 and "1 notebooks, 0 failed" in r.stdout
+
+
+def test_run_rejects_a_missing_notebook(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "lectures").mkdir()
+    r = course("run", "nope.ipynb", cwd=tmp_path)
+    assert r.returncode == 2 and "no such notebook" in r.stderr
+
+
+def test_help_lists_every_command():
+    r = course("--help")
+    for cmd in ("doctor", "lab", "run", "release", "grade", "check"):
+        assert cmd in r.stdout
