@@ -1,0 +1,26 @@
+"""Autograding pipeline: nbgrader source notebooks in ``solutions/`` -> release in ``exercises/``.
+
+* :func:`release` (``course release [--check]``): sync badges, regenerate ``exercises/`` with nbgrader.
+* :func:`grade` (``course grade SUBMISSIONS``): autograde, feedback without hidden tests, CSV of scores.
+* :func:`check` (``course check``): the proof that every assignment grades right (see :mod:`.checker`).
+
+Modules: :mod:`.config` (loads and verifies ``nbgrader_config.py``, runs nbgrader), :mod:`.notebook`
+(cell roles, markers), :mod:`.execute` (cell-by-cell execution with time limits and recovery),
+:mod:`.lint`, :mod:`.feedback` (the feedback preprocessor), :mod:`.releasing`, :mod:`.grader`, :mod:`.checker`.
+"""
+from __future__ import annotations
+
+
+def release(check: bool = False) -> int:
+    from .releasing import release as _release
+    return _release(check=check)
+
+
+def grade(submissions, csv_path=None) -> int:
+    from .grader import grade as _grade
+    return _grade(submissions, csv_path=csv_path)
+
+
+def check(assignments=None) -> int:
+    from .checker import check as _check
+    return _check(assignments)

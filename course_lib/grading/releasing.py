@@ -1,0 +1,111 @@
+"""``course release [--check]``: regenerate ``exercises/`` from ``solutions/`` with nbgrader.
+
+Always ``--force`` (without it nbgrader silently keeps an existing release). ``--check`` releases into
+a scratch directory and compares it, file by file, with the committed ``exercises/``.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import CourseError
+from .config import GradingConfig, assignments, last_error, load_config, nbgrader
+
+
+def generate(cfg: GradingConfig, names: list[str], nb_root: Path | None = None, copy_sources: bool = True) -> Path:
+    """Release ``names`` under ``nb_root`` (default: the course itself); returns the release directory.
+
+    With another ``nb_root`` the sources are copied there first, so the course is left untouched.
+    """
+    nb_root = Path(nb_root or cfg.root)
+    if nb_root != cfg.root and copy_sources:
+        for name in names:
+            dst = nb_root / "solutions" / name
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(cfg.root / "solutions" / name, dst,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    for name in names:
+        proc = nbgrader(["generate_assignment", name, "--force"], cfg, nb_root=nb_root)
+        out = nb_root / "exercises" / name
+        if proc.returncode != 0:
+            raise CourseError(f"nbgrader generate_assignment {name} failed: {last_error(proc.stdout)}",
+                              f"run `course check {name}` for a readable diagnosis of solutions/{name}.")
+        if not out.is_dir():
+            raise CourseError(f"nbgrader reported success but wrote no {out}: it did not use nbgrader_config.py.",
+                              "run nbgrader from the course root, where nbgrader_config.py is.")
+    return nb_root / "exercises"
+
+
+def _files(base: Path) -> dict[str, bytes]:
+    if not base.is_dir():
+        return {}
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*"))
+            if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+
+
+def compare(committed: Path, fresh: Path, names: list[str]) -> list[str]:
+    """Differences between the committed release and a fresh one, for ``names``; [] if identical."""
+    problems = []
+    for name in names:
+        old, new = _files(committed / name), _files(fresh / name)
+        for rel in sorted(set(old) | set(new)):
+            path = f"exercises/{name}/{rel}"
+            if rel not in old:
+                problems.append(f"{path} is missing from the committed release.")
+            elif rel not in new:
+                problems.append(f"{path} is committed but a fresh release has no such file (stale).")
+            elif old[rel] != new[rel]:
+                problems.append(f"{path} differs from a fresh release of solutions/{name} (stale or edited by hand).")
+    return problems
+
+
+def stale(cfg: GradingConfig, names: list[str]) -> list[str]:
+    """What differs between the committed ``exercises/`` and a fresh release (headers synced first)."""
+    from .. import authoring
+
+    committed = cfg.root / "exercises"
+    with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
+        tmp = Path(tmp)
+        for name in names:
+            shutil.copytree(cfg.root / "solutions" / name, tmp / "solutions" / name,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        (tmp / "lectures").mkdir()
+        problems = [f"solutions/{p.relative_to(tmp / 'solutions').as_posix()}: badges or setup cell out of date."
+                    for p in authoring.sync_headers(tmp)]
+        fresh = generate(cfg, names, tmp, copy_sources=False)
+        problems += compare(committed, fresh, names)
+    if committed.is_dir():
+        problems += [f"exercises/{d.name}/ has no source solutions/{d.name}/ (git rm -r it)."
+                     for d in sorted(committed.iterdir()) if d.is_dir() and d.name not in names]
+    return problems
+
+
+def release(check: bool = False) -> int:
+    from .. import authoring
+
+    cfg = load_config()
+    names = assignments(cfg.root)
+    if check:
+        problems = stale(cfg, names)
+        if problems:
+            print("course release --check: the committed exercises/ is not what solutions/ releases:", file=sys.stderr)
+            for p in problems:
+                print(f"  - {p}", file=sys.stderr)
+            print("How to fix: run `course release` and commit exercises/ (never edit exercises/ by hand).",
+                  file=sys.stderr)
+            return 1
+        print(f"exercises/ is up to date ({len(names)} assignments).")
+        return 0
+    changed = authoring.sync_headers(cfg.root)
+    for path in changed:
+        print(f"updated header/setup cells: {path.relative_to(cfg.root)}")
+    generate(cfg, names)
+    for name in names:
+        print(f"released exercises/{name}/")
+    known = set(names)
+    for d in sorted((cfg.root / "exercises").iterdir()) if (cfg.root / "exercises").is_dir() else []:
+        if d.is_dir() and d.name not in known:
+            print(f"note: exercises/{d.name}/ has no source in solutions/; remove it (git rm -r).")
+    return 0

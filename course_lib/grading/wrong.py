@@ -1,0 +1,106 @@
+"""Wrong answers for the grader proof: the author's bank plus generic entries the checker adds itself.
+
+A bank is ``tests/wrong_answers/<assignment>.py`` defining ``WRONG_ANSWERS``, a list of
+``dict(cell="<part>_answer", name="what is wrong", code='''full replacement source''', fails=["<part>_tests"])``.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .notebook import grade_id, is_solution, is_test
+
+GENERIC_LOOP_TIMEOUT = 5  # seconds: enough to prove a never-ending answer is cut off, cheap in CI
+
+
+@dataclass
+class Variant:
+    name: str
+    cell: str
+    code: str
+    fails: list[str]
+    timeout: int | None = None
+    generic: bool = False
+    control: bool = False  # the solution itself: its tests must pass
+    notes: list[str] = field(default_factory=list)
+
+
+def bank_path(root: Path, assignment: str) -> Path:
+    return root / "tests" / "wrong_answers" / f"{assignment}.py"
+
+
+def load_bank(root: Path, assignment: str, nb) -> tuple[list[Variant], list[str]]:
+    """The bank's entries and the problems found in its format (unknown cells, missing keys...)."""
+    path = bank_path(root, assignment)
+    rel = path.relative_to(root)
+    if not path.is_file():
+        return [], [f"{assignment}: no wrong-answer bank {rel}. Fix: add one (format in solutions/README.md) with "
+                    "plausible mistakes for every part."]
+    spec = importlib.util.spec_from_file_location(f"_wrong_answers_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        return [], [f"{rel}: importing it raised {type(err).__name__}: {err}. Fix: make it valid Python."]
+    entries = getattr(module, "WRONG_ANSWERS", None)
+    if not isinstance(entries, list) or not entries:
+        return [], [f"{rel}: WRONG_ANSWERS must be a non-empty list of dict(cell, name, code, fails)."]
+    answers = {grade_id(c) for c in nb.cells if is_solution(c)}
+    tests = {grade_id(c) for c in nb.cells if is_test(c)}
+    variants, problems = [], []
+    for n, e in enumerate(entries):
+        where = f"{rel}: entry {n}" + (f" ({e.get('name')!r})" if isinstance(e, dict) and e.get("name") else "")
+        if not isinstance(e, dict) or not {"cell", "name", "code", "fails"} <= set(e):
+            problems.append(f"{where}: needs keys cell, name, code, fails.")
+            continue
+        if e["cell"] not in answers:
+            problems.append(f"{where}: cell {e['cell']!r} is not an answer cell of {assignment} "
+                            f"(answer cells: {', '.join(sorted(answers))}).")
+            continue
+        fails = [e["fails"]] if isinstance(e["fails"], str) else list(e["fails"])
+        unknown = [f for f in fails if f not in tests]
+        if unknown or not fails:
+            problems.append(f"{where}: fails={fails} must name test cells of {assignment} "
+                            f"(test cells: {', '.join(sorted(tests))}).")
+            continue
+        variants.append(Variant(e["name"], e["cell"], e["code"], fails, timeout=e.get("timeout")))
+    covered = {v.cell for v in variants}
+    for missing in sorted(answers - covered):
+        problems.append(f"{rel}: no wrong answer for {missing!r}. Fix: add at least one plausible mistake per part.")
+    return variants, problems
+
+
+def part_tests(nb) -> dict[str, list[str]]:
+    """Each answer cell's test cells: the graded cells after it, up to the next answer cell."""
+    out, current = {}, None
+    for cell in nb.cells:
+        if is_solution(cell):
+            current = grade_id(cell)
+            out[current] = []
+        elif is_test(cell) and current is not None:
+            out[current].append(grade_id(cell))
+    return out
+
+
+GENERIC = [
+    ("answer raises", 'raise RuntimeError("generic wrong answer: this part was not done")', None),
+    ("endless loop", "while True:\n    pass", GENERIC_LOOP_TIMEOUT),
+    ("endless loop that swallows KeyboardInterrupt",
+     "while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass", GENERIC_LOOP_TIMEOUT),
+]
+
+
+def generic_variants(nb) -> list[Variant]:
+    """For every part: an answer that raises, an endless loop, an interrupt-proof endless loop; and a
+    control, the solution's own answer, whose tests must pass (proof that the runner itself works)."""
+    from .notebook import find_cell, solution_body
+
+    out = []
+    for cell, tests in part_tests(nb).items():
+        if tests:
+            code = solution_body(find_cell(nb, cell)[1].source)
+            out.append(Variant("[control] the solution itself", cell, code, tests, control=True))
+            out += [Variant(f"[generic] {name}", cell, code, tests, timeout=t, generic=True)
+                    for name, code, t in GENERIC]
+    return out

@@ -1,0 +1,201 @@
+"""The autograding pipeline: `course check` proves the warm-up right and catches what breaks it;
+`course grade` grades mixed submissions, including one that never finishes.
+
+Tests that break something work on a temporary copy of the course (COURSE_ROOT points at it).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_lib.grading.notebook import find_cell, solution_body
+
+REPO = Path(__file__).resolve().parents[1]
+A = "00_warmup"
+
+
+def _course_copy(tmp_path: Path, monkeypatch) -> Path:
+    root = tmp_path / "course"
+    root.mkdir()
+    for name in ("pyproject.toml", "nbgrader_config.py"):
+        shutil.copy2(REPO / name, root / name)
+    shutil.copytree(REPO / "lectures", root / "lectures")
+    shutil.copytree(REPO / "solutions" / A, root / "solutions" / A)
+    shutil.copytree(REPO / "exercises" / A, root / "exercises" / A)
+    shutil.copytree(REPO / "tests" / "wrong_answers", root / "tests" / "wrong_answers",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("COURSE_ROOT", str(root))
+    return root
+
+
+def _source(root: Path):
+    return nbformat.read(root / "solutions" / A / f"{A}.ipynb", as_version=4)
+
+
+def _write_source(root: Path, nb) -> None:
+    nbformat.write(nb, root / "solutions" / A / f"{A}.ipynb")
+
+
+def _check(root: Path, stages):
+    from course_lib.grading.checker import check_assignment
+    from course_lib.grading.config import load_config
+
+    return check_assignment(load_config(root), A, stages=stages)
+
+
+def test_check_passes_for_the_warmup(capsys):
+    from course_lib.cli import main
+
+    assert main(["check", A]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    for step in ("lint", "release is fresh", "autograde: solution 7/7, blank 0/7", "feedback",
+                 "runs without nbgrader", "wrong answers lose their points"):
+        assert step in out
+
+
+def test_config_error_is_loud(tmp_path, monkeypatch, capsys):
+    from course_lib.cli import main
+
+    root = _course_copy(tmp_path, monkeypatch)
+    cfg = root / "nbgrader_config.py"
+    cfg.write_text(cfg.read_text() + "\nraise RuntimeError('broken on purpose')\n")
+    assert main(["release", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "nbgrader_config.py raised RuntimeError: broken on purpose" in err and "How to fix" in err
+    cfg.write_text(cfg.read_text().replace("raise RuntimeError('broken on purpose')", "")
+                   .replace('COURSE_ID = "efficient-adaptation"', 'COURSE_ID = "other"'))
+    assert main(["check", A]) == 2
+    assert "sentinel" in capsys.readouterr().err
+
+
+def test_stale_release_fails_naming_the_file(tmp_path, monkeypatch, capsys):
+    from course_lib.cli import main
+
+    root = _course_copy(tmp_path, monkeypatch)
+    nb = _source(root)
+    _, cell = find_cell(nb, "count_task")
+    cell.source += "\n\nA sentence added after the last release."
+    _write_source(root, nb)
+    assert main(["release", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"exercises/{A}/{A}.ipynb differs from a fresh release" in err and "course release" in err
+    problems = _check(root, stages=("lint", "release"))
+    assert any(f"exercises/{A}/{A}.ipynb differs" in p for p in problems), problems
+    assert main(["release"]) == 0 and main(["release", "--check"]) == 0  # releasing fixes it
+
+
+def test_misspelled_marker_is_caught_and_its_leak_found(tmp_path, monkeypatch):
+    root = _course_copy(tmp_path, monkeypatch)
+    nb = _source(root)
+    _, cell = find_cell(nb, "count_tests")
+    cell.source = cell.source.replace("### BEGIN HIDDEN TESTS", "### BEGIN HIDDEN TEST")
+    _write_source(root, nb)
+    problems = _check(root, stages=("lint", "leaks"))  # nbgrader releases it without complaint
+    assert any("count_tests" in p and "'### BEGIN HIDDEN TEST'" in p and "looks like an nbgrader marker" in p
+               for p in problems), problems
+    assert any(p.startswith(f"exercises/{A}/{A}.ipynb: contains marker text") for p in problems), problems
+    assert any("contains a line of a solution or hidden test" in p and "layers.0." in p for p in problems), problems
+
+
+def test_solution_that_loses_points_fails(tmp_path, monkeypatch):
+    root = _course_copy(tmp_path, monkeypatch)
+    nb = _source(root)
+    _, cell = find_cell(nb, "count_answer")
+    cell.source = cell.source.replace("if p.requires_grad and id(p) not in seen", "if id(p) not in seen")
+    _write_source(root, nb)
+    problems = _check(root, stages=("autograde",))
+    assert any("the solution loses points in cell" in p and "(count_tests): 0.0/2.0" in p and "requires_grad" in p
+               for p in problems), problems
+
+
+def test_wrong_answer_that_keeps_full_marks_fails(tmp_path, monkeypatch):
+    root = _course_copy(tmp_path, monkeypatch)
+    bank = root / "tests" / "wrong_answers" / f"{A}.py"
+    bank.write_text(bank.read_text() + '''
+WRONG_ANSWERS.append(dict(cell="count_answer", name="uses the library (not wrong at all)", code="""
+def count_trainable_parameters(model):
+    return count_parameters(model, trainable_only=True)
+""", fails=["count_tests"]))
+''')
+    problems = _check(root, stages=("wrong",))
+    assert [p for p in problems if "keeps the points" in p] == [
+        f"{A}: wrong answer 'uses the library (not wrong at all)' in count_answer keeps the points of count_tests: "
+        "its tests pass. Fix: add a test (hidden if it would give the answer away) that catches this mistake, "
+        "or correct the entry's `fails`."], problems
+
+
+def test_lint_flags_test_cell_traps():
+    from course_lib.grading.lint import lint_notebook
+
+    nb = nbformat.read(REPO / "solutions" / A / f"{A}.ipynb", as_version=4)
+    assert lint_notebook(A, nb) == []
+    bad = copy.deepcopy(nb)
+    _, cell = find_cell(bad, "step_tests")
+    cell.source = cell.source.replace("_allclose(a, b", "torch.allclose(a, b") + "\nassert True\nfinal_loss"
+    _, ans = find_cell(bad, "load_answer")
+    ans.outputs = [nbformat.v4.new_output("stream", text="hi\n")]
+    problems = lint_notebook(A, bad)
+    assert any("uses torch.allclose directly" in p and "(step_tests)" in p for p in problems), problems
+    assert any("assert without a message" in p for p in problems), problems
+    assert any("ends with a bare expression" in p and "partial credit" in p for p in problems), problems
+    assert any("(load_answer): has outputs" in p for p in problems), problems
+
+
+def test_grade_mixed_submissions(tmp_path, monkeypatch):
+    """Solution 7/7, blank 0/7, wrong answers + monkeypatch 2/7, interrupt-proof loop loses part 2 only."""
+    from course_lib.cli import main
+
+    root = _course_copy(tmp_path, monkeypatch)
+    cfg = root / "nbgrader_config.py"  # a short limit for the cell that will hang
+    cfg.write_text(cfg.read_text() + '\nCELL_TIMEOUTS["count_answer"] = 10\n')
+    src, rel = _source(root), nbformat.read(root / "exercises" / A / f"{A}.ipynb", as_version=4)
+    answers = {gid: solution_body(find_cell(src, gid)[1].source)
+               for gid in ("load_answer", "count_answer", "step_answer")}
+
+    def submit(student, **sources):
+        nb = copy.deepcopy(rel)
+        for gid, code in sources.items():
+            find_cell(nb, gid)[1].source = code
+        d = tmp_path / "submissions" / student / A
+        d.mkdir(parents=True)
+        nbformat.write(nb, d / f"{A}.ipynb")
+
+    submit("ann", **answers)
+    submit("bob")
+    submit("cat", load_answer=answers["load_answer"],
+           count_answer="def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())",
+           step_answer="import torch\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
+                       "def training_step(model, batch, optimizer):\n    loss = model(**batch).loss\n"
+                       "    loss.backward()\n    optimizer.step()\n    return loss.item()")
+    submit("dan", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
+           count_answer="while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass")
+    out_csv = tmp_path / "grades.csv"
+    t0 = time.time()
+    assert main(["grade", str(tmp_path / "submissions"), "--csv", str(out_csv)]) == 0
+    print(f"graded 4 submissions in {time.time() - t0:.0f} s")
+    rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
+    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 2, "dan": 5}
+    assert all(r["max_score"] == "7" and r["graded"] == "yes" for r in rows.values())
+    assert "count_answer replaced by an error" in rows["dan"]["notes"]
+    feedback = root / rows["cat"]["feedback"]
+    text = feedback.read_text()
+    assert "clear the gradients every step" in text  # the failed hidden test's message ...
+    assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself
+
+
+def test_grade_reports_ungradable_submissions(tmp_path, monkeypatch, capsys):
+    from course_lib.cli import main
+
+    _course_copy(tmp_path, monkeypatch)
+    (tmp_path / "subs" / "eve" / "99_nope").mkdir(parents=True)
+    (tmp_path / "subs" / "fay" / A).mkdir(parents=True)
+    assert main(["grade", str(tmp_path / "subs"), "--csv", str(tmp_path / "g.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "eve/99_nope: unknown assignment" in err
+    assert f"fay/{A}: expected {A}.ipynb" in err and "no notebook" in err
