@@ -78,21 +78,46 @@ def review_verdicts(sizes: dict[str, int] | None = None) -> ClassificationTask:
     return ClassificationTask("review verdicts", LABEL_WORDS, splits=splits)
 
 
-def sst2(max_train: int | None = None) -> ClassificationTask:
-    """SST-2 from the hub (GPU runtime), or from a local copy made with ``save_to_disk``."""
-    from .errors import require
-    from .registry import DATASETS
-    require("datasets", "loading SST-2")
-    from datasets import load_dataset, load_from_disk
+def sst2(max_train: int | None = None, *, path: str | None = None) -> ClassificationTask:
+    """SST-2 (GPU runtime) from the hub (``registry.DATASETS["sst2"]``), or from ``path`` (or
+    ``$COURSE_SST2_PATH``), a ``save_to_disk`` copy with the columns ``sentence`` and ``label``.
+    Offline without a copy -> :class:`~course_lib.errors.HubUnavailableError`.
+
+    Splits: ``train`` (first ``max_train`` rows if given), ``validation`` (the first 200 rows of
+    SST-2's labelled validation split) and ``test`` (all of it: SST-2's test labels are hidden).
+    """
     import os
 
+    from .errors import HubUnavailableError, require
+    from .registry import DATASETS
+    from .runtime import hub_reachable
+
+    require("datasets", "loading SST-2")
+    from datasets import load_dataset, load_from_disk
+
     info = DATASETS["sst2"]
-    local = os.environ.get("COURSE_SST2_PATH")
-    ds = load_from_disk(local) if local else load_dataset(info.hub_id, info.config)
-    conv = lambda split: [Example(r[info.text_column].strip(), int(r[info.label_column])) for r in ds[split]]
-    train = conv("train")
-    splits = {"train": train[:max_train] if max_train else train, "validation": conv("validation")[:200],
-              "test": conv("validation")}
+    path = path or os.environ.get("COURSE_SST2_PATH")
+    if path:
+        ds = load_from_disk(path)
+    elif not hub_reachable():
+        raise HubUnavailableError(
+            f"SST-2 ({info.hub_id}) needs the Hugging Face hub, which cannot be reached.",
+            "use the embedded runtime (COURSE_RUNTIME=embedded: the review-verdicts task instead), or save a copy "
+            "with datasets' save_to_disk and set COURSE_SST2_PATH to it.")
+    else:
+        ds = load_dataset(info.hub_id, info.config)
+    missing = [c for c in (info.text_column, info.label_column) if c not in ds["train"].column_names]
+    if missing:
+        from .errors import ConfigError
+        raise ConfigError(f"the SST-2 copy lacks the column(s) {missing} (it has {ds['train'].column_names}).",
+                          f"save a dataset with the hub's columns {info.text_column!r} and {info.label_column!r}.")
+
+    def conv(split):
+        return [Example(r[info.text_column].strip(), int(r[info.label_column])) for r in ds[split]]
+
+    train, validation = conv("train"), conv("validation")
+    splits = {"train": train[:max_train] if max_train else train, "validation": validation[:200],
+              "test": validation}
     return ClassificationTask("sst2", info.label_names, splits=splits)
 
 

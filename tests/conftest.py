@@ -1,8 +1,14 @@
 """Shared fixtures: tiny random models of the architectures the course adapts, and the embedded model."""
+import os
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest runs one worker per core: kernels and nbgrader started by a worker get one thread too,
+    # or two workers' notebooks would each spin two threads on the same cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ def member_dir(size: str = DEFAULT_MEMBER) -> Path:
     from ..errors import ModelNotFoundError, UnknownModelError
 
     if size not in MEMBERS:
-        raise UnknownModelError(f"the embedded family has no member {size!r}.",
-                                f"use one of {', '.join('embedded-' + m for m in MEMBERS)}.")
+        raise UnknownModelError(f"the embedded family has no member 'embedded-{size}'.",
+                                f"use one of {', '.join('embedded-' + m for m in available_members())} "
+                                f"(shipped), or 'embedded' for the default, embedded-{DEFAULT_MEMBER}.")
     path = Path(str(files("course_lib.embedded").joinpath("models", size)))
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(f"the embedded model 'embedded-{size}' is not shipped in {path}.",

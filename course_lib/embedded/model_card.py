@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import MEMBERS, member_dir
+from . import DEFAULT_MEMBER, MEMBERS, member_dir
 
 
 def _pct(x) -> str:
@@ -64,7 +64,8 @@ def _evaluation_section(ev: dict) -> str:
     targets = ev.get("targets")
     if targets:
         rows = [[name, t["value"], "yes" if t["met"] else "**no**"] for name, t in targets.items()]
-        parts.append("### Targets of the default member (issue 3)\n\n" + _table(["target", "measured", "met"], rows))
+        parts.append("### The family's targets\n\nSet for the default member (`embedded-m`); shown for every member "
+                     "so the sizes compare.\n\n" + _table(["target", "measured", "met"], rows))
     ad = ev.get("adaptation_speed")
     if ad:
         s = ad["summary"]

@@ -1,0 +1,66 @@
+"""The downstream task on both runtimes: review verdicts (embedded) and SST-2 (GPU), the latter from a
+local stand-in with the hub dataset's columns and label names (no network)."""
+import pytest
+
+from course_lib.runtime import select_runtime
+from course_lib.tasks import Example, downstream_task, review_verdicts, sst2
+
+
+def _sst2_standin(path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from course_lib.registry import DATASETS
+
+    info = DATASETS["sst2"]
+    feats = Features({"idx": Value("int32"), info.text_column: Value("string"),
+                      info.label_column: ClassLabel(names=list(info.label_names))})
+    rows = lambda n, off: {"idx": list(range(n)), info.text_column: [f"a {'fine' if i % 2 else 'dull'} film {i + off} "
+                                                                     for i in range(n)],
+                           info.label_column: [i % 2 for i in range(n)]}
+    DatasetDict({"train": Dataset.from_dict(rows(30, 0), features=feats),
+                 "validation": Dataset.from_dict(rows(250, 100), features=feats)}).save_to_disk(str(path))
+    return path
+
+
+def test_review_verdicts_prompt_and_target():
+    task = review_verdicts({"train": 4})
+    ex = task["train"][0]
+    assert task.prompt(ex) == f"review: {ex.text} | verdict:"
+    assert task.target(ex) == " " + ("plus" if ex.label else "minus") + "\n"
+    assert task.prompt("x") == "review: x | verdict:"
+    with pytest.raises(ValueError, match="no split 'dev'"):
+        task["dev"]
+
+
+def test_sst2_from_a_local_copy(tmp_path, monkeypatch):
+    path = _sst2_standin(tmp_path / "sst2")
+    task = sst2(max_train=10, path=str(path))
+    assert task.label_words == ("negative", "positive")
+    assert len(task["train"]) == 10 and len(task["validation"]) == 200 and len(task["test"]) == 250
+    assert task["train"][1] == Example("a fine film 1", 1), "text stripped, label kept"
+
+
+def test_the_gpu_runtime_uses_sst2(tmp_path, monkeypatch):
+    path = _sst2_standin(tmp_path / "sst2")
+    monkeypatch.setenv("COURSE_SST2_PATH", str(path))
+    gpu_like = type("Runtime", (), {"is_gpu": True})()  # the GPU runtime itself needs CUDA
+    assert downstream_task(gpu_like).name == "sst2"
+    assert downstream_task(select_runtime("embedded")).name == "review verdicts"
+
+
+def test_sst2_offline_without_a_copy_says_what_to_do(monkeypatch):
+    from course_lib.errors import HubUnavailableError
+
+    monkeypatch.delenv("COURSE_SST2_PATH", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubUnavailableError, match="COURSE_SST2_PATH"):
+        sst2()
+
+
+def test_a_copy_with_other_columns_is_rejected(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict({"train": Dataset.from_dict({"text": ["x"], "label": [0]}),
+                 "validation": Dataset.from_dict({"text": ["x"], "label": [0]})}).save_to_disk(str(tmp_path / "d"))
+    with pytest.raises(ValueError, match="lacks the column"):
+        sst2(path=str(tmp_path / "d"))
