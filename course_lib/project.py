@@ -35,17 +35,20 @@ def course_root(start: str | os.PathLike | None = None) -> Path:
     """The directory holding ``lectures/`` and ``solutions/``.
 
     ``COURSE_ROOT`` wins; otherwise the nearest parent of ``start`` (default: the working
-    directory) that has ``pyproject.toml`` and ``lectures/``; otherwise the checkout this
-    package was installed from (editable installs).
+    directory) that has ``pyproject.toml`` and ``lectures/`` or ``solutions/``; otherwise the
+    checkout this package was installed from (editable installs).
     """
+    def is_root(d: Path) -> bool:
+        return (d / "pyproject.toml").is_file() and ((d / "lectures").is_dir() or (d / "solutions").is_dir())
+
     if os.environ.get("COURSE_ROOT"):
         return Path(os.environ["COURSE_ROOT"]).resolve()
     here = Path(start or os.getcwd()).resolve()
     for d in (here, *here.parents):
-        if (d / "pyproject.toml").is_file() and (d / "lectures").is_dir():
+        if is_root(d):
             return d
     pkg_parent = Path(__file__).resolve().parents[1]
-    if (pkg_parent / "lectures").is_dir():
+    if is_root(pkg_parent):
         return pkg_parent
     from .errors import CourseError
     raise CourseError(f"no course checkout found at or above {here}.",

@@ -113,7 +113,7 @@ def hub_reachable(timeout: float = 2.0, refresh: bool = False) -> bool:
         try:
             with socket.create_connection((HUB_HOST, 443), timeout=timeout):
                 result[0] = True
-        except OSError:
+        except Exception:  # noqa: BLE001  any failure means "not reachable"; a thread must not raise
             pass
 
     t = threading.Thread(target=probe, daemon=True)

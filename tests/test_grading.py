@@ -25,7 +25,7 @@ def _course_copy(tmp_path: Path, monkeypatch) -> Path:
     root.mkdir()
     for name in ("pyproject.toml", "nbgrader_config.py"):
         shutil.copy2(REPO / name, root / name)
-    shutil.copytree(REPO / "lectures", root / "lectures")
+    (root / "lectures").mkdir()
     shutil.copytree(REPO / "solutions" / A, root / "solutions" / A)
     shutil.copytree(REPO / "exercises" / A, root / "exercises" / A)
     shutil.copytree(REPO / "tests" / "wrong_answers", root / "tests" / "wrong_answers",
