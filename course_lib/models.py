@@ -4,7 +4,7 @@
 and ``AutoTokenizer.from_pretrained`` in every case. ``name`` may be:
 
 * ``None``: the active runtime's default (see :mod:`course_lib.runtime`);
-* ``"embedded"`` or ``"embedded-xs"`` ... ``"embedded-l"``: a member shipped in the package;
+* ``"embedded"`` or ``"embedded-xs"``, ``"embedded-s"``, ``"embedded-m"``: a member shipped in the package;
 * a registry key such as ``"smollm2-135m"`` (see :mod:`course_lib.registry`), or a hub id
   ``"org/name"``: downloaded from the hub, or taken from the local cache when offline;
 * a local directory made by ``save_pretrained``.
@@ -42,7 +42,7 @@ def _resolve(name: str) -> tuple[str, str]:
     if name.count("/") != 1:
         raise UnknownModelError(
             f"unknown model {name!r}: not an embedded member, not in the registry, not a directory.",
-            f"use 'embedded' (or embedded-xs/s/m/l), a registry key ({', '.join(registry.MODELS)}), "
+            f"use 'embedded' (or embedded-xs/s/m), a registry key ({', '.join(registry.MODELS)}), "
             "a hub id 'org/name', or a local directory.")
     return "hub", name
 

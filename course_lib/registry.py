@@ -6,7 +6,7 @@ Each model also ships its hyperparameters (``course_lib/configs/<key>.json``, no
 course can build an *architecture-true* model with random weights offline, for memory and speed
 work, or on the ``meta`` device to count the parameters of a 72B model without allocating it.
 
-The embedded runtime's models are the course's own (``embedded-xs`` ... ``embedded-l``); see
+The embedded runtime's models are the course's own (``embedded-xs``, ``-s``, ``-m``; ``-l`` can be trained); see
 :mod:`course_lib.embedded`.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ DEFAULTS = {
 }
 #: Models compared across scale, per runtime.
 SCALE_SERIES = {
-    "embedded": ("embedded-xs", "embedded-s", "embedded-m", "embedded-l"),
+    "embedded": ("embedded-xs", "embedded-s", "embedded-m"),  # the shipped members (l: train it yourself)
     "gpu": ("smollm2-135m", "smollm2-360m", "smollm2-1.7b"),
 }
 

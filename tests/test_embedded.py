@@ -60,8 +60,11 @@ def test_downstream_task_is_absent_from_pretraining():
 
 # ----------------------------------------------------------------------------- shipped members
 def test_at_least_three_members_ship_and_the_default_is_one_of_them():
+    from course_lib.registry import SCALE_SERIES
+
     shipped = available_members()
     assert len(shipped) >= 3 and DEFAULT_MEMBER in shipped, shipped
+    assert list(SCALE_SERIES["embedded"]) == [f"embedded-{m}" for m in shipped], "the scale series is what ships"
     sizes = {}
     for m in shipped:
         d = member_dir(m)
