@@ -399,3 +399,88 @@ def evaluate(model, tokenizer, prompts: Sequence[str], targets: Sequence, *, opt
                                batch_size=batch_size, progress=progress)
     correct = [p == t for p, t in zip(preds, targets)]
     return {"accuracy": sum(correct) / len(correct), "n": len(correct), "predictions": preds, "correct": correct}
+
+
+# ----------------------------------------------------------------------------- sensitivity and cost
+def orders(examples: Sequence[Pair], n: int, *, seed: int = 0) -> list[list[Pair]]:
+    """``n`` distinct orderings of the same demonstrations; the first is the order given.
+
+    Used to measure order sensitivity: every ordering holds exactly the same examples, so any
+    change in accuracy comes from the order alone. Raises :class:`ConfigError` if ``n`` exceeds the
+    number of distinct orderings (``len(examples)!`` for distinct examples).
+    """
+    import math
+
+    examples = [tuple(e) for e in examples]
+    possible = math.factorial(len(examples)) // math.prod(math.factorial(examples.count(e)) for e in set(examples))
+    if not isinstance(n, int) or n < 1 or n > possible:
+        raise ConfigError(f"n={n!r} orderings of {len(examples)} demonstrations: there are {possible} distinct ones.",
+                          f"use 1 <= n <= {possible}, or more demonstrations.")
+    rng = random.Random(seed)
+    out, seen = [list(examples)], {tuple(examples)}
+    while len(out) < n:
+        perm = list(examples)
+        rng.shuffle(perm)
+        if tuple(perm) not in seen:
+            seen.add(tuple(perm))
+            out.append(perm)
+    return out
+
+
+def random_labels(examples: Sequence[Pair], labels: Sequence[str], *, seed: int = 0) -> list[Pair]:
+    """The same demonstrations with each output replaced by a label drawn uniformly from ``labels``.
+
+    Min et al. (2022) found that such random labels hurt in-context classification much less than
+    one would expect: the format and the input distribution carry much of the signal.
+    """
+    labels = list(labels)
+    if len(labels) < 2:
+        raise ConfigError(f"random labels need at least two label words, got {labels!r}.",
+                          "pass the task's label words, e.g. ['pos', 'neg'].")
+    rng = random.Random(seed)
+    return [(x, rng.choice(labels)) for x, _ in examples]
+
+
+def spread(values: Sequence[float]) -> dict:
+    """How much a result varies over prompt variants: ``min``, ``max``, ``range`` (max - min),
+    ``mean`` and ``std`` (population standard deviation) of ``values``."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ConfigError("no values to summarise.", "pass the accuracy of at least one prompt variant.")
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return {"min": min(values), "max": max(values), "range": max(values) - min(values), "mean": mean, "std": std}
+
+
+def prompt_cost(model, tokenizer, prompts: Sequence[str], *, repeats: int = 3) -> dict:
+    """What one query costs: mean prompt length in tokens and the median time (ms) of one forward
+    pass over one prompt (batch 1, the prompt's prefill), over ``repeats`` timings of every prompt.
+
+    A few-shot prompt is re-read on every query, so its demonstrations are paid for again each time.
+    Returns ``{"tokens": float, "ms_per_query": float, "n": len(prompts)}``.
+    """
+    import statistics
+    import time
+
+    import torch
+
+    if not prompts:
+        raise ConfigError("no prompts to time.", "pass at least one prompt.")
+    if repeats < 1:
+        raise ConfigError(f"repeats={repeats}: it must be >= 1.", "use repeats=3 or more.")
+    device = next(model.parameters()).device
+    lengths, times = [], []
+    with _no_grad_eval(model):
+        for p in prompts:
+            ids = torch.tensor([tokenizer(p)["input_ids"]], device=device)
+            lengths.append(ids.shape[1])
+            model(input_ids=ids)  # warm-up
+            for _ in range(repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model(input_ids=ids)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(1000 * (time.perf_counter() - t0))
+    return {"tokens": sum(lengths) / len(lengths), "ms_per_query": statistics.median(times), "n": len(prompts)}

@@ -244,3 +244,63 @@ def test_evaluate_generation_and_choice(tiny_llama, bpe):
         prompting.evaluate(tiny_llama, bpe, prompts, [0], progress=False)
     with pytest.raises(ConfigError, match="empty"):
         prompting.evaluate(tiny_llama, bpe, [], [], progress=False)
+
+
+# ----------------------------------------------------------------------------- sensitivity and cost
+def test_orders_are_distinct_permutations():
+    demos = [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]
+    got = prompting.orders(demos, 24, seed=1)
+    assert got[0] == demos
+    assert len({tuple(o) for o in got}) == 24
+    assert all(sorted(o) == sorted(demos) for o in got)
+    assert prompting.orders(demos, 5, seed=2) == prompting.orders(demos, 5, seed=2)
+    with pytest.raises(ConfigError, match="24 distinct"):
+        prompting.orders(demos, 25)
+    with pytest.raises(ConfigError, match="3 distinct"):  # repeated demonstrations: 3!/2! orderings
+        prompting.orders([("a", "1"), ("a", "1"), ("b", "2")], 4)
+
+
+def test_spread():
+    s = prompting.spread([0.5, 0.75, 1.0, 0.75])
+    assert s["min"] == 0.5 and s["max"] == 1.0 and s["range"] == 0.5 and s["mean"] == 0.75
+    assert s["std"] == pytest.approx(torch.tensor([0.5, 0.75, 1.0, 0.75]).std(unbiased=False).item())
+    assert prompting.spread([0.3])["range"] == 0.0
+    with pytest.raises(ConfigError, match="no values"):
+        prompting.spread([])
+
+
+def test_prompt_cost_counts_tokens(tiny_llama, bpe):
+    short = prompting.prompt_cost(tiny_llama, bpe, ["ab", "cd"], repeats=2)
+    long = prompting.prompt_cost(tiny_llama, bpe, ["abababababab hhh gggggg => ", "cd" * 20], repeats=2)
+    assert short["tokens"] == pytest.approx(sum(len(bpe(p).input_ids) for p in ["ab", "cd"]) / 2)
+    assert long["tokens"] > short["tokens"] and short["ms_per_query"] > 0 and long["n"] == 2
+    with pytest.raises(ConfigError, match="repeats"):
+        prompting.prompt_cost(tiny_llama, bpe, ["ab"], repeats=0)
+    with pytest.raises(ConfigError, match="no prompts"):
+        prompting.prompt_cost(tiny_llama, bpe, [])
+
+
+def test_random_labels():
+    demos = [(f"s{i}", "pos") for i in range(40)]
+    got = prompting.random_labels(demos, ["pos", "neg"], seed=3)
+    assert [x for x, _ in got] == [x for x, _ in demos]
+    assert {y for _, y in got} == {"pos", "neg"}
+    assert got == prompting.random_labels(demos, ["pos", "neg"], seed=3)
+    with pytest.raises(ConfigError, match="two label words"):
+        prompting.random_labels(demos, ["pos"])
+
+
+def test_lecture01_plots_draw():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.plotting import prompts as pplot
+
+    ax = pplot.plot_accuracy_bars({"zero-shot": 0.5, "4-shot": 0.75}, chance=0.5)
+    assert len(ax.patches) == 2 and ax.patches[1].get_height() == 75
+    ax = pplot.plot_sensitivity({"orders": {"a": 0.5, "b": 0.9}, "templates": {"x": 0.1, "y": 0.2}})
+    assert any(t.get_text() == "range 40" for t in ax.texts)
+    ax = pplot.plot_prompt_cost([0, 1, 2], [5, 10, 15], [1.0, 1.5, 2.0])
+    assert list(ax.lines[0].get_ydata()) == [5, 10, 15]
+    plt.close("all")

@@ -257,3 +257,37 @@ def test_cot_beats_direct_on_the_embedded_model(embedded):
     assert cot >= direct + 0.25, (direct, cot)
     zero = R.evaluate(problems, gen, "zero_shot_cot")
     assert zero["accuracy"] > R.evaluate(problems, gen, "zero_shot_direct")["accuracy"], zero["outputs"][:3]
+
+
+def test_gsm8k_lecture_path_runs_offline(tmp_path, embedded):
+    """The GPU runtime's GSM8K cell of lecture 02, end to end on a local stand-in: a saved dataset with GSM8K's
+    columns, a random Llama (long context) with a real tokenizer, generation without the newline stop, every mode."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = embedded
+    _gsm8k_standin().save_to_disk(str(tmp_path / "gsm8k"))
+    rows = R.load_gsm8k("test", path=str(tmp_path / "gsm8k"))
+    problems = R.problems_from_dataset(rows, n=2, demos=R.gsm8k_demonstrations(rows, k=1))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024)
+    model = LlamaForCausalLM(cfg).eval()
+    gen = R.greedy(model, tok, max_new_tokens=12, stop_at_newline=False, batch_size=16)
+    sent = []
+
+    def spy(prompts):
+        sent.append(list(prompts))
+        return gen(prompts)
+
+    for mode in R.MODES:
+        res = R.evaluate(problems, spy, mode, fmt="gsm8k")
+        assert res["n"] == 2 and 0.0 <= res["accuracy"] <= 1.0
+        assert all("\nQ:" not in o and "\n\n" not in o for o in res["outputs"]), res["outputs"]
+    direct, cot, zero_direct, zero_stage1, zero_stage2 = sent
+    assert direct[0].startswith("Q: Natalia sold 48 clips") and "Therefore" not in direct[0]
+    assert direct[1].endswith("How many in 2 days? A: The answer (arabic numerals) is")
+    assert cot[1].endswith("How many in 2 days? A: Let's think step by step.") and "#### 72" not in cot[1]
+    assert zero_direct == [f"Q: {p.question} A: The answer (arabic numerals) is" for p in problems]
+    assert zero_stage1 == [f"Q: {p.question} A: Let's think step by step." for p in problems]
+    assert all(s.endswith("Therefore, the answer (arabic numerals) is") for s in zero_stage2)

@@ -1,4 +1,8 @@
-"""Plots for lecture 06 (prefix and prompt tuning). Each function draws on ``ax`` (or a new figure) and returns it."""
+"""Plots for lecture 01 (in-context learning) and lecture 06 (prefix and prompt tuning).
+
+Each function draws on ``ax`` (or a new figure) and returns it. Accuracies are given as fractions (0..1)
+and plotted as percentages.
+"""
 from __future__ import annotations
 
 
@@ -113,4 +117,61 @@ def plot_parameter_costs(rows: dict, ax=None):
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (count, log scale)")
     ax.set_xlim(right=max(rows.values()) * 30)
+    return ax
+
+
+# ----------------------------------------------------------------------------- lecture 01: prompting
+def plot_accuracy_bars(rows: dict, chance: float | None = None, ax=None, title: str | None = None,
+                       ylabel: str = "validation accuracy (%)"):
+    """One bar per condition (``{name: accuracy}``), value written on each bar; ``chance`` dotted."""
+    ax = _ax(ax, (0.9 * len(rows) + 2.5, 3.5))
+    names = list(rows)
+    vals = [100 * rows[n] for n in names]
+    ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
+    for i, v in enumerate(vals):
+        ax.text(i, v + 1.5, f"{v:.0f}", ha="center", fontsize=8)
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", ls=":", label="chance")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=15, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 105)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_sensitivity(groups: dict, ax=None, title: str | None = None, ylabel: str = "exact match (%)"):
+    """The spread over prompt variants: for each group (``{group: {variant: accuracy}}``) one dot per
+    variant and a bar from the worst to the best variant, labelled with the range in points."""
+    ax = _ax(ax, (1.3 * len(groups) + 2.5, 3.5))
+    for i, (group, variants) in enumerate(groups.items()):
+        vals = [100 * v for v in variants.values()]
+        ax.vlines(i, min(vals), max(vals), color="grey", lw=6, alpha=0.3)
+        ax.scatter([i] * len(vals), vals, s=18, zorder=3, color=f"C{i}")
+        ax.text(i + 0.08, max(vals) + 2, f"range {max(vals) - min(vals):.0f}", fontsize=7)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(list(groups), rotation=15, fontsize=8)
+    ax.set_xlim(-0.5, len(groups) - 0.2)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 105)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_prompt_cost(ks, tokens, ms_per_query, ax=None):
+    """Prompt length (tokens, left axis) and forward time per query (ms, right axis) against k."""
+    ax = _ax(ax)
+    ks = list(ks)
+    ax.plot(ks, list(tokens), "o-", color="C0", label="tokens per query")
+    ax.set_xlabel("demonstrations in the prompt, k")
+    ax.set_ylabel("prompt length (tokens)", color="C0")
+    ax.set_ylim(bottom=0)
+    right = ax.twinx()
+    right.plot(ks, list(ms_per_query), "s--", color="C1", label="time per query")
+    right.set_ylabel("forward time per query (ms, median)", color="C1")
+    right.set_ylim(bottom=0)
+    ax.set_title("every query re-reads the demonstrations")
     return ax
