@@ -6,10 +6,12 @@
     course release [--check]      regenerate exercises/ from solutions/ with nbgrader
     course grade SUBMISSIONS      autograde SUBMISSIONS/<student>/<assignment>/*.ipynb
     course check [ASSIGNMENT ...] prove the grader right (see course_lib.grading)
+    course bench [--quick] [--only NAME ...]  benchmarks vs peft/bitsandbytes and the hardware (benchmarks/)
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -76,7 +78,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from .project import course_root
 
     root = course_root()
-    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", *args.extra])
+    # nbgrader's formgrader runs `alembic` from PATH and reads nbgrader_config.py from the working
+    # directory: put this environment's bin/ first and start at the course root, venv activated or not.
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", *args.extra],
+                           cwd=root, env=env)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -111,6 +117,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return grading.check(args.assignments or None)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .project import course_root
+
+    root = course_root()
+    if not (root / "benchmarks" / "runner.py").is_file():
+        raise CourseError(f"no benchmarks/ package under {root}.",
+                          "run `course bench` from a checkout of the course repository (benchmarks/ is not installed).")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.runner import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Efficient adaptation of language models: the course.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -134,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="prove every assignment grades right (solution full, release zero, wrong answers lose)")
     c.add_argument("assignments", nargs="*")
     c.set_defaults(func=cmd_check)
+    b = sub.add_parser("bench", help="benchmark the methods against peft/bitsandbytes; JSON and plots in benchmarks/results")
+    b.add_argument("--quick", action="store_true", help="tiny models and few repeats (seconds; for tests)")
+    b.add_argument("--only", nargs="+", metavar="NAME",
+                   help="run only these: lora_step, inference, nf4, memory, notebooks")
+    b.add_argument("--out", default=None, help="where to write JSON and plots (default: benchmarks/results)")
+    b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

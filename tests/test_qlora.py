@@ -213,3 +213,25 @@ def test_bad_input_raises_clear_errors(llama64):
         qlora.Linear4bit.from_linear(torch.nn.Conv1d(4, 4, 1))
     with pytest.raises(ConfigError, match="nf4"):
         qlora.bnb_config(quant_type="int4")
+
+
+def test_linear4bit_backward_dequantises_again_and_saves_no_weight():
+    """The frozen 4-bit base must not leave its full-precision weight to autograd (else QLoRA saves
+    no memory in a training step): the gradient w.r.t. the input is right, and no (out, in) tensor is saved."""
+    from course_lib.methods.qlora import Linear4bit
+
+    torch.manual_seed(0)
+    dense = torch.nn.Linear(128, 64, bias=True)
+    layer = Linear4bit.from_linear(dense)
+    x = torch.randn(3, 5, 128, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        y = layer(x)
+    assert (64, 128) not in saved and (128, 64) not in saved, f"a full weight is saved for backward: {saved}"
+    y.square().sum().backward()
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref = torch.nn.functional.linear(ref_x, layer.weight, layer.bias)
+    ref.square().sum().backward()
+    assert torch.allclose(y, ref, atol=1e-6) and torch.allclose(x.grad, ref_x.grad, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(layer(x), y.detach())

@@ -75,6 +75,25 @@ class QLoraConfig(LoraConfig):
                           init_lora_weights=self.init_lora_weights)
 
 
+class _MatMul4bit(torch.autograd.Function):
+    """``y = x W^T`` with ``W`` dequantised in the forward pass and again in the backward pass.
+
+    Plain ``F.linear(x, layer.weight)`` would make autograd keep every layer's dequantised
+    full-precision ``W`` until the backward pass, so a training step would cost the base model's
+    full size and QLoRA would save nothing. Here only ``x``'s gradient is needed (the base is frozen):
+    ``dL/dx = dL/dy W``, with ``W`` rebuilt from the 4-bit codes. bitsandbytes does the same.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: "Linear4bit") -> torch.Tensor:
+        ctx.layer = layer
+        return F.linear(x, layer.weight)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        return grad_out @ ctx.layer.weight, None
+
+
 class Linear4bit(nn.Module):
     """A frozen linear layer stored in 4 bits: packed codes and scales as buffers, dequantised in ``forward``.
 
@@ -134,7 +153,13 @@ class Linear4bit(nn.Module):
         self.qweight, self.absmax, self.offset, self.absmax2 = packed, state.absmax, state.offset, state.absmax2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x.to(self.compute_dtype), self.weight, self.bias)
+        x = x.to(self.compute_dtype)
+        if torch.is_grad_enabled() and x.requires_grad:
+            out = _MatMul4bit.apply(x, self)  # keeps no full-precision weight for the backward pass
+        else:
+            out = F.linear(x, self.weight)
+        if self.bias is not None:
+            out = out + self.bias
         return out.to(x.dtype)
 
     def storage_bytes(self) -> int:
