@@ -29,7 +29,7 @@ c.Execute.kernel_name = "python3"
 
 # Per-cell time limits during autograde, keyed by grade_id (cell metadata is editable by learners,
 # grade ids are checked against the gradebook). Cells not listed get DEFAULT_TIMEOUT seconds.
-DEFAULT_TIMEOUT = 180  # training cells take ~40 s on 2 quiet cores; CI runs two notebooks at once
+DEFAULT_TIMEOUT = 300  # training cells take ~40-60 s on 2 quiet cores; CI runs two notebooks at once
 CELL_TIMEOUTS = {
     # "<part>_answer": 120,   # e.g. an answer cell that trains for longer
 }

@@ -250,7 +250,13 @@ def autograde(cfg: GradingConfig, assignment: str, work: Path, source_nb, releas
         if manual:
             problems.append(f"{assignment}: the solution leaves parts for manual grading. Fix: every graded cell "
                             "must be an autograded test cell (no graded markdown / answer cells with points).")
-        executed = nbformat.read(auto / "solution" / assignment / f"{assignment}.ipynb", as_version=4)
+        executed_path = auto / "solution" / assignment / f"{assignment}.ipynb"
+        if not executed_path.is_file():
+            problems.append(f"{assignment}: autograde wrote no graded copy of the solution ({executed_path.name}); "
+                            "Fix: see the autograde failure above (a cell past its time limit? raise it in "
+                            "nbgrader_config.py's CELL_TIMEOUTS).")
+            return problems, scores
+        executed = nbformat.read(executed_path, as_version=4)
         for i, cell in enumerate(executed.cells):
             if not is_test(cell):
                 continue
