@@ -95,7 +95,7 @@ def explorer_state(data: LoraExplorerData, r: int, alpha: float, group: str) -> 
 
 
 def describe(state: dict) -> str:
-    lines = [f"targets {state['group']} at r = {state['r']}, alpha = {state['alpha']}:",
+    lines = [f"targets {state['group']} at r = {state['r']}, alpha = {state['alpha']:.3g}:",
              f"  trainable parameters: {state['trainable']:,} in {state['n_matrices']} matrices "
              f"(the matrices hold {state['full_matrices']:,})"
              + (f", {state['percent_of_model']:.2f}% of the model" if state["percent_of_model"] else ""),
@@ -142,7 +142,7 @@ def draw_explorer(data: LoraExplorerData, r: int, alpha: float, group: str, fig=
         axes[3].set_title("one trained adapter at scale alpha/r")
     else:
         axes[3].set_axis_off()
-    fig.suptitle(f"r = {r}, alpha = {alpha}: {state['trainable']:,} trainable, scale {state['scaling']:.3g}, "
+    fig.suptitle(f"r = {r}, alpha = {alpha:.3g}: {state['trainable']:,} trainable, scale {state['scaling']:.3g}, "
                  f"rank-r error {100 * state['rank_error']:.0f}%", fontsize=10)
     fig.tight_layout()
     return fig
@@ -196,7 +196,7 @@ def lora_explorer(data: LoraExplorerData, r: int = 8, alpha: float = 16, group: 
         print(describe(explorer_state(data, r, alpha, group)))
         return None
     r_slider = w.IntSlider(value=r, min=1, max=data.max_rank, description="rank r", continuous_update=False)
-    a_slider = w.FloatLogSlider(value=alpha, base=2, min=0, max=7, step=0.5, description="alpha",
+    a_slider = w.FloatLogSlider(value=alpha, base=2, min=0, max=7, step=1, description="alpha",
                                 continuous_update=False)
     choice = w.Dropdown(options=data.groups, value=group, description="targets")
     out = w.Output()
