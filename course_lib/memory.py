@@ -224,7 +224,8 @@ def estimate_training_memory(model_or_key, method: str = "full", precision: str 
 
     ``method``: ``"full"`` (every parameter trains), ``"lora"`` (frozen base at ``base_dtype``,
     by default the compute precision; rank-``r`` adapters on ``target_modules``) or ``"qlora"``
-    (LoRA on a base whose linear layers are stored in NF4, 4.127 bits with ``double_quant``).
+    (LoRA on a base whose linear layers are stored in NF4, 4.127 bits with ``double_quant``; the
+    other base parameters at ``base_dtype``, by default bf16 as in the QLoRA paper).
     ``precision``: one of :data:`PRECISIONS` (the trainable parameters' regime). ``optimizer``:
     ``adamw`` (2 fp32 states and a step counter per tensor, as torch keeps them), ``adamw-8bit``,
     ``sgd`` (no state) or ``sgd-momentum`` (one). ``batch_size`` and ``seq_len`` add a rough
@@ -252,8 +253,9 @@ def estimate_training_memory(model_or_key, method: str = "full", precision: str 
         if method == "qlora":
             bits = NF4_DQ_BITS if double_quant else NF4_NO_DQ_BITS
             n_q = _quantisable(inv)
-            base = n_q * bits / 8 + (n_params - n_q) * 2     # the rest (embeddings, norms, lm_head) in bf16
-            notes.append(f"{n_q / n_params:.1%} of the base (linear layers) in NF4 at {bits:.3f} bits, the rest in bf16")
+            rest = base_dtype or "bf16"  # embeddings, norms, lm_head: bf16 in the paper; fp32 in the course's CPU QLoRA
+            base = n_q * bits / 8 + (n_params - n_q) * BASE_BITS[rest] / 8
+            notes.append(f"{n_q / n_params:.1%} of the base (linear layers) in NF4 at {bits:.3f} bits, the rest in {rest}")
         else:
             bits = BASE_BITS[base_dtype] if base_dtype else compute_bits
             base = n_params * bits / 8

@@ -27,8 +27,8 @@ def plot_parameter_counts(d: int, k: int, ranks, ax=None):
     return ax
 
 
-def plot_training_curves(losses: dict, ax=None, smooth: int = 10):
-    """Training loss per step for each run (moving average over ``smooth`` steps)."""
+def plot_training_curves(losses: dict, ax=None, smooth: int = 10, title: str | None = None):
+    """Training loss per optimiser step for each run (moving average over ``smooth`` steps)."""
     import numpy as np
 
     ax = _ax(ax)
@@ -39,6 +39,8 @@ def plot_training_curves(losses: dict, ax=None, smooth: int = 10):
         ax.plot(np.arange(len(v)) + 1, v, label=name)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss (nats / target token)")
+    if title:
+        ax.set_title(title)
     ax.legend(fontsize=8)
     return ax
 

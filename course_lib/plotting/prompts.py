@@ -16,20 +16,9 @@ def _ax(ax, figsize=(5, 3.5)):
 
 def plot_loss_curves(losses: dict, ax=None, smooth: int = 10, title: str | None = None):
     """Training loss per optimiser step for each run (moving average over ``smooth`` steps)."""
-    import numpy as np
+    from .lora import plot_training_curves
 
-    ax = _ax(ax)
-    for name, values in losses.items():
-        v = np.asarray(values, dtype=float)
-        if smooth > 1 and len(v) >= smooth:
-            v = np.convolve(v, np.ones(smooth) / smooth, mode="valid")
-        ax.plot(np.arange(len(v)) + 1, v, label=name)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("training loss (nats / target token)")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
+    return plot_training_curves(losses, ax=ax, smooth=smooth, title=title)
 
 
 def plot_lr_sensitivity(results: dict, baseline: float | None = None, ax=None):
