@@ -1,0 +1,254 @@
+"""The capstone of lectures 03-08: every adaptation method on one downstream task.
+
+:func:`compare_methods` loads the runtime's model and task, then for each method builds a fresh
+copy of the model with that method applied, trains it with the same loop (:func:`course_lib.training.train`),
+the same number of steps, batch size and data order, and records one row:
+
+=====================  ================================================================
+``method``             key (``"full"``, ``"bitfit"``, ``"lora"``, ``"qlora"``, ``"prefix"``, ``"prompt"``,
+                       ``"adapter"``, ``"parallel_adapter"``, ``"mam"``)
+``trainable``          parameters with ``requires_grad`` (counted on the model)
+``formula``            the same number from the method's own formula (``r (d + k)``, ``2 d m + d + m``, ...)
+``fraction``           ``trainable / base parameters``
+``accuracy``           test accuracy after training (the untrained model's is ``baseline``)
+``seconds``            training time (evaluations excluded)
+``peak_memory_bytes``  peak bytes of live tensors in one training step (CPU: counted through a
+                       ``TorchDispatchMode``; CUDA: ``torch.cuda.max_memory_allocated``)
+=====================  ================================================================
+
+:func:`save_comparison` writes rows plus hardware and library versions as JSON.
+Sizes per method are :class:`MethodSettings`; learning rates :data:`LEARNING_RATES`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError
+
+METHODS = ("full", "bitfit", "lora", "qlora", "prefix", "prompt", "adapter", "parallel_adapter", "mam")
+
+LABELS = {"full": "full fine-tuning", "bitfit": "BitFit", "lora": "LoRA", "qlora": "QLoRA",
+          "prefix": "prefix tuning", "prompt": "prompt tuning", "adapter": "adapter (sequential)",
+          "parallel_adapter": "parallel adapter (s=4)", "mam": "MAM (prefix + parallel adapter)"}
+
+#: Learning rates per runtime (AdamW, constant). Embedded: from short sweeps on the validation split of
+#: the review-verdicts task at the lecture budget (150 steps; seed 0 only); GPU: the usual orders of
+#: magnitude for ~100M-parameter models, not tuned.
+LEARNING_RATES = {
+    "embedded": {"full": 1e-3, "bitfit": 3e-2, "lora": 5e-3, "qlora": 5e-3, "prefix": 1e-1, "prompt": 3e-1,
+                 "adapter": 3e-2, "parallel_adapter": 1e-2, "mam": 1e-2},
+    "gpu": {"full": 3e-5, "bitfit": 1e-3, "lora": 1e-3, "qlora": 1e-3, "prefix": 1e-2, "prompt": 3e-2,
+            "adapter": 1e-3, "parallel_adapter": 1e-3, "mam": 3e-3},
+}
+
+
+@dataclass
+class MethodSettings:
+    """Sizes of every method (shared where methods correspond: the adapter's m is LoRA's r)."""
+
+    r: int = 8                      # LoRA / QLoRA rank
+    lora_alpha: float = 16
+    target_modules: tuple = ("q_proj", "v_proj")
+    num_virtual_tokens: int = 8     # prefix and prompt length
+    mam_virtual_tokens: int = 4     # MAM's prefix (He et al. use fewer tokens than plain prefix tuning)
+    bottleneck_size: int = 8        # adapter m (sequential and parallel), MAM's r
+    parallel_scaling: float = 4.0
+
+    def __post_init__(self):
+        for name in ("r", "num_virtual_tokens", "mam_virtual_tokens", "bottleneck_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"MethodSettings.{name} must be a positive integer, got {v!r}.",
+                                  f"use e.g. {name}=8.")
+
+
+def _linear_shapes(model, names):
+    import torch.nn as nn
+    from .methods.lora import _matches
+    return [(m.out_features, m.in_features) for n, m in model.named_modules()
+            if n and isinstance(m, nn.Linear) and _matches(n, list(names))]
+
+
+def build_method(method: str, model, tokenizer, task, settings: MethodSettings | None = None):
+    """A fresh copy of ``model`` with ``method`` applied: ``(model to train, formula count)``.
+
+    The base model is left unchanged. The formula is the method's parameter count from its
+    definition, computed from the architecture (not from the built model).
+    """
+    from .methods import adapters as A
+    from .methods import unified as U
+    from .methods.bitfit import BitFitConfig, apply_bitfit
+    from .methods.lora import LoraConfig, apply_lora, lora_param_count
+    from .methods.prefix_tuning import KVLayout, PrefixTuningConfig, apply_prefix_tuning, prefix_tuning_cost
+    from .methods.prompt_tuning import PromptTuningConfig, apply_prompt_tuning, prompt_tuning_cost
+    from .methods.qlora import QLoraConfig, apply_qlora
+    from .models import count_parameters
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}.", f"use one of {list(METHODS)}.")
+    s = settings or MethodSettings()
+    m = copy.deepcopy(model)
+    d = model.config.hidden_size
+    n_blocks = model.config.num_hidden_layers
+    targets = list(s.target_modules)
+    if method == "full":
+        m.requires_grad_(True)
+        return m, count_parameters(model)
+    if method == "bitfit":
+        apply_bitfit(m, BitFitConfig())
+        import torch.nn as nn
+        return m, sum(x.out_features for n, x in model.named_modules()       # one bias per output feature
+                      if isinstance(x, nn.Linear) and not n.endswith("lm_head"))
+    if method in ("lora", "qlora"):
+        formula = sum(lora_param_count(out, inp, s.r) for out, inp in _linear_shapes(model, targets))
+        if method == "lora":
+            return apply_lora(m, LoraConfig(r=s.r, lora_alpha=s.lora_alpha, target_modules=targets)), formula
+        return apply_qlora(m, QLoraConfig(r=s.r, lora_alpha=s.lora_alpha, target_modules=targets)), formula
+    layout = KVLayout.from_config(model.config)
+    if method == "prefix":
+        cfg = PrefixTuningConfig(num_virtual_tokens=s.num_virtual_tokens)
+        return apply_prefix_tuning(m, cfg), prefix_tuning_cost(layout, cfg)
+    if method == "prompt":
+        cfg = PromptTuningConfig(s.num_virtual_tokens, init="text", init_text=" ".join(task.label_words))
+        return apply_prompt_tuning(m, cfg, tokenizer=tokenizer), prompt_tuning_cost(s.num_virtual_tokens, d)
+    if method == "adapter":
+        A.apply_adapters(m, A.AdapterConfig(placement="pfeiffer", bottleneck_size=s.bottleneck_size), name="task")
+        return m, n_blocks * A.adapter_parameter_count(d, s.bottleneck_size)
+    if method == "parallel_adapter":
+        U.apply_unified(m, U.UnifiedConfig.parallel_adapter(s.bottleneck_size, s.parallel_scaling))
+        return m, n_blocks * U.unified_parameter_count(d, d, s.bottleneck_size)
+    cfg = U.MAMConfig(num_virtual_tokens=s.mam_virtual_tokens, bottleneck_size=s.bottleneck_size,
+                      scaling=s.parallel_scaling)
+    formula = (prefix_tuning_cost(layout, PrefixTuningConfig(num_virtual_tokens=s.mam_virtual_tokens))
+               + n_blocks * U.unified_parameter_count(d, d, s.bottleneck_size))
+    return U.apply_mam(m, cfg), formula
+
+
+@dataclass
+class Comparison:
+    """Rows (one dict per method) and the facts needed to reproduce them."""
+
+    rows: list[dict]
+    baseline: float
+    meta: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The rows as a fixed-width text table."""
+        head = f"{'method':34s} {'trainable':>10s} {'% of base':>9s} {'accuracy':>8s} {'time (s)':>8s} {'peak MB':>8s}"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            lines.append(f"{r['label']:34s} {r['trainable']:>10,} {100 * r['fraction']:>8.3f}% {r['accuracy']:>8.1%} "
+                         f"{r['seconds']:>8.1f} {r['peak_memory_bytes'] / 1e6:>8.2f}")
+        lines.append(f"{'untrained model':34s} {'':>10s} {'':>9s} {self.baseline:>8.1%}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "baseline": self.baseline, "meta": self.meta}
+
+
+def environment() -> dict:
+    """Hardware and library versions, for the JSON next to the results."""
+    import os
+
+    import torch
+    import transformers
+
+    from . import __version__
+    info = {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "course_lib": __version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        import peft
+        info["peft"] = peft.__version__
+    except ImportError:
+        info["peft"] = None
+    return info
+
+
+def compare_methods(runtime=None, methods=None, *, steps: int | None = None, batch_size: int | None = None,
+                    model=None, tokenizer=None, task=None, settings: MethodSettings | None = None,
+                    learning_rates: dict | None = None, eval_examples: int | None = None, seed: int = 0,
+                    measure_memory: bool = True, progress: bool = True,
+                    on_row: Callable[[dict], None] | None = None) -> Comparison:
+    """Train every method in ``methods`` (default: all of :data:`METHODS`) on the runtime's task.
+
+    ``steps``/``batch_size``/``eval_examples`` default to ``runtime.budget``; ``model``/``tokenizer``
+    to ``load_model(runtime=runtime)``; ``task`` to ``downstream_task(runtime)``. Every method starts
+    from the same weights and sees the same batches (same ``seed``). ``learning_rates`` overrides
+    :data:`LEARNING_RATES` per method. ``on_row(row)`` is called after each method (to print as it goes).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .memory import measure_training_step
+    from .models import count_parameters, load_model
+    from .runtime import get_runtime
+    from .tasks import downstream_task
+    from .training import TrainConfig, accuracy, encode_examples, train
+
+    rt = runtime or get_runtime()
+    methods = list(METHODS if methods is None else methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"unknown or no methods: {unknown or methods}.", f"pick from {list(METHODS)}.")
+    if model is None:
+        model, tokenizer = load_model(runtime=rt)
+    elif tokenizer is None:
+        raise ConfigError("compare_methods got a model but no tokenizer.", "pass tokenizer= as well.")
+    task = task or downstream_task(rt)
+    lrs = {**LEARNING_RATES["gpu" if rt.is_gpu else "embedded"], **(learning_rates or {})}
+    config = TrainConfig.from_runtime(rt, seed=seed, **{k: v for k, v in dict(
+        steps=steps, batch_size=batch_size, eval_examples=eval_examples).items() if v is not None})
+    test = task["test"][:config.eval_examples]
+    base_params = count_parameters(model)
+    baseline = accuracy(model, tokenizer, task, test)
+    rows = []
+    started = time.perf_counter()
+    for method in tqdm(methods, desc="methods", disable=not progress):
+        torch.manual_seed(seed)
+        m, formula = build_method(method, model, tokenizer, task, settings)
+        peak = None
+        if measure_memory:
+            probe = copy.deepcopy(m)
+            g = torch.Generator().manual_seed(seed)
+            idx = torch.randperm(len(task["train"]), generator=g)[:config.batch_size].tolist()
+            batch = encode_examples(tokenizer, task, [task["train"][i] for i in idx], config.max_length)
+            peak = measure_training_step(probe, batch, lr=lrs[method]).peak
+            del probe
+        torch.manual_seed(seed)
+        result = train(m, tokenizer, task, TrainConfig(**{**asdict(config), "lr": lrs[method], "eval_every": 0}),
+                       progress=progress)
+        row = {"method": method, "label": LABELS[method], "trainable": result.trainable, "formula": formula,
+               "base_parameters": base_params, "fraction": result.trainable / base_params,
+               "accuracy": accuracy(m, tokenizer, task, test), "baseline": baseline, "seconds": result.seconds,
+               "peak_memory_bytes": peak, "lr": lrs[method], "steps": config.steps,
+               "final_loss": sum(result.losses[-10:]) / max(1, len(result.losses[-10:]))}
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+        del m
+    meta = {"runtime": rt.name, "device": str(rt.device), "model": getattr(model, "name_or_path", type(model).__name__),
+            "task": task.name, "test_examples": len(test), "steps": config.steps, "batch_size": config.batch_size,
+            "seed": seed, "settings": asdict(settings or MethodSettings()), "wall_seconds": time.perf_counter() - started,
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment()}
+    return Comparison(rows, baseline, meta)
+
+
+def save_comparison(comparison: Comparison, path: str | Path) -> Path:
+    """Write the rows, the baseline, hardware and versions to ``path`` (JSON); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(comparison.to_dict(), indent=2, default=str))
+    return path
+
+
+def load_comparison(path: str | Path) -> Comparison:
+    data = json.loads(Path(path).read_text())
+    return Comparison(data["rows"], data["baseline"], data.get("meta", {}))
