@@ -40,3 +40,11 @@ def embedded():
     from course_lib.runtime import select_runtime
 
     return load_model("embedded", runtime=select_runtime("embedded"))
+
+
+@pytest.fixture(scope="module")
+def embedded_model():
+    """A fresh default embedded model and its tokenizer for one test module (its tests may change the model)."""
+    from course_lib.models import load_model
+
+    return load_model("embedded")

@@ -16,17 +16,9 @@ peft = pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="module")
-def embedded_model():
-    """The default embedded model, or the smallest member while the default is not shipped yet."""
-    from course_lib.errors import ModelNotFoundError
-    from course_lib.models import load_model
-    from course_lib.runtime import select_runtime
-
-    try:
-        model, _ = load_model("embedded", runtime=select_runtime("embedded"))
-    except ModelNotFoundError:
-        model, _ = load_model("embedded-xs", runtime=select_runtime("embedded"))
-    return model.eval()
+def embedded_model(embedded_model):
+    """The model alone (conftest's fixture gives the model and its tokenizer)."""
+    return embedded_model[0].eval()
 
 
 def _peft_model(base, targets, **kw):

@@ -12,19 +12,6 @@ from course_lib.methods.prefix_tuning import (KVLayout, attention_with_prefix, c
 peft = pytest.importorskip("peft")
 
 
-@pytest.fixture(scope="module")
-def embedded_model():
-    """The default embedded member (or the largest one shipped so far) and its tokenizer."""
-    from course_lib.embedded import available_members
-    from course_lib.errors import ModelNotFoundError
-    from course_lib.models import load_model
-
-    try:
-        return load_model("embedded")
-    except ModelNotFoundError:
-        return load_model("embedded-" + available_members()[-1])
-
-
 def _peft_model(base, p=5, projection=False, hidden=16, init_weights=None):
     kw = {} if init_weights is None else {"init_weights": init_weights}
     cfg = peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=p, prefix_projection=projection,

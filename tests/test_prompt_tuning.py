@@ -12,19 +12,6 @@ from course_lib.methods.prompt_tuning import (PromptTuningConfig, SoftPrompt, ap
 peft = pytest.importorskip("peft")
 
 
-@pytest.fixture(scope="module")
-def embedded_model():
-    """The default embedded member (or the largest one shipped so far) and its tokenizer."""
-    from course_lib.embedded import available_members
-    from course_lib.errors import ModelNotFoundError
-    from course_lib.models import load_model
-
-    try:
-        return load_model("embedded")
-    except ModelNotFoundError:
-        return load_model("embedded-" + available_members()[-1])
-
-
 def _peft_model(base, encoder="none", p=6, hidden=16, **kw):
     if encoder == "none":
         cfg = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=p, **kw)
