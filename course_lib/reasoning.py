@@ -467,14 +467,25 @@ def addition_demonstration(a: int, b: int) -> Demonstration:
     return Demonstration(f"{a}+{b}", corpus.scratchpad(a, b), a + b)
 
 
+#: Pretraining shows sums of 1-4 digits; longer sums (up to this many digits) are out of distribution,
+#: which is what the scratchpad fine-tuning experiment (lecture 02, section 7) uses them for.
+PRETRAINED_DIGITS = 4
+MAX_DIGITS = 8
+
+
+def _check_digits(digits) -> None:
+    if not isinstance(digits, int) or not 1 <= digits <= MAX_DIGITS:
+        raise ConfigError(f"digits={digits!r}: sums of 1 to {MAX_DIGITS} digits are supported (the embedded models "
+                          f"were pretrained on 1-{PRETRAINED_DIGITS}).", f"use digits in 1..{MAX_DIGITS}.")
+
+
 def addition_problems(digits: int, n: int, *, shots: int = 2, seed: int = 0) -> list[Problem]:
     """``n`` sums of two ``digits``-digit numbers, each with ``shots`` fresh worked examples of the
-    same size (deterministic for a seed; the numbers are random, so almost all are unseen in pretraining)."""
+    same size (deterministic for a seed; the numbers are random, so almost all are unseen in pretraining).
+    Sums of more than :data:`PRETRAINED_DIGITS` digits never occur in the pretraining corpus."""
     from .embedded import corpus
 
-    if not isinstance(digits, int) or not 1 <= digits <= 4:
-        raise ConfigError(f"digits={digits!r}: the embedded models were pretrained on 1-4 digit sums.",
-                          "use digits in 1..4.")
+    _check_digits(digits)
     if not isinstance(n, int) or n < 1 or not isinstance(shots, int) or shots < 0:
         raise ConfigError(f"n={n!r}, shots={shots!r}: n must be >= 1 and shots >= 0.", "e.g. n=50, shots=2.")
     rng = random.Random(f"reasoning-addition-{digits}-{seed}")
@@ -484,6 +495,38 @@ def addition_problems(digits: int, n: int, *, shots: int = 2, seed: int = 0) -> 
         a, b = pairs[-1]
         out.append(Problem(f"{a}+{b}", a + b, tuple(addition_demonstration(x, y) for x, y in pairs[:-1])))
     return out
+
+
+def worked_examples(digits: int, n: int, *, seed: int = 0) -> list[Demonstration]:
+    """``n`` solved sums of two ``digits``-digit numbers (question, scratchpad, answer): training data
+    for fine-tuning on the reasoning. The seed stream is separate from :func:`addition_problems`'s."""
+    from .embedded import corpus
+
+    _check_digits(digits)
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n={n!r}: ask for at least one worked example.", "e.g. n=200.")
+    rng = random.Random(f"reasoning-worked-{digits}-{seed}")
+    return [addition_demonstration(corpus.random_number(rng, digits), corpus.random_number(rng, digits))
+            for _ in range(n)]
+
+
+def training_pair(demo: Demonstration | tuple, mode: str = "cot", fmt: CoTFormat | str | None = None
+                  ) -> tuple[str, str]:
+    """A worked example as ``(prompt, target)`` for fine-tuning; the loss falls on the target only.
+
+    ``mode="cot"`` supervises the reasoning and the answer (Nye et al. 2021, "Show your work"):
+    ``("Q: 347+285 S:", " 7+5+0=12,2 4+8+1=13,32 3+2+1=06,632 A: 632\\n")``.
+    ``mode="direct"`` supervises the answer alone: ``("Q: 347+285 A:", " 632\\n")``. The prompt is the
+    zero-shot prompt of that mode; the target ends with the format's separator so that a tuned model
+    learns where to stop.
+    """
+    f = get_format(fmt)
+    (d,) = _check_demos([demo])
+    if mode == "cot":
+        return cot_prompt(d.question, (), f), " " + _line(d.reasoning.strip(), f.answer_trigger, str(d.answer)) + f.separator
+    if mode == "direct":
+        return direct_prompt(d.question, (), f), " " + str(d.answer) + f.separator
+    raise ConfigError(f"unknown training mode {mode!r}.", "use 'cot' (reasoning and answer) or 'direct' (answer only).")
 
 
 # ----------------------------------------------------------------------------- data: GSM8K (GPU runtime)

@@ -75,6 +75,40 @@ def encode_examples(tokenizer, task, examples, max_length: int | None = None) ->
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+@dataclass
+class TextPairs:
+    """Generation data for :func:`train`: ``(prompt, target)`` strings, the loss on the target only.
+
+    ``TextPairs([("plant => ", "PLANT\\n"), ...])`` has one split, ``train`` (no ``validation``, so
+    :func:`train` only records the loss). Evaluate what it learned by generating.
+    """
+
+    pairs: list[tuple[str, str]]
+    name: str = "text pairs"
+
+    def __post_init__(self):
+        self.pairs = [tuple(p) for p in self.pairs]
+        bad = [p for p in self.pairs if len(p) != 2 or not all(isinstance(x, str) for x in p)]
+        if bad or not self.pairs:
+            raise ConfigError(f"TextPairs needs a non-empty list of (prompt, target) strings; got {bad[:1] or 'nothing'}.",
+                              "pass e.g. [('plant => ', 'PLANT\\n')].")
+
+    @property
+    def splits(self) -> dict[str, list[tuple[str, str]]]:
+        return {"train": self.pairs}
+
+    def prompt(self, pair: tuple[str, str]) -> str:
+        return pair[0]
+
+    def target(self, pair: tuple[str, str]) -> str:
+        return pair[1]
+
+    def __getitem__(self, split: str) -> list[tuple[str, str]]:
+        if split != "train":
+            raise ConfigError(f"TextPairs has only the split 'train', not {split!r}.", "use task['train'].")
+        return self.pairs
+
+
 def _device(model) -> torch.device:
     return next(p.device for p in model.parameters())
 

@@ -142,10 +142,32 @@ def test_pipeline_errors():
         R.get_format("socratic")
     with pytest.raises(ConfigError, match="3-tuples"):
         R.cot_prompt("1+1", ["1+1 = 2"])
-    with pytest.raises(ConfigError):
-        R.addition_problems(5, 10)
+    with pytest.raises(ConfigError, match="1 to 8 digits"):
+        R.addition_problems(9, 10)
+    with pytest.raises(ConfigError, match="1 to 8 digits"):
+        R.worked_examples(0, 10)
+    with pytest.raises(ConfigError, match="unknown training mode"):
+        R.training_pair(("1+1", "1+1+0=02,2", 2), "socratic")
     with pytest.raises(ConfigError):
         R.evaluate(R.addition_problems(1, 2), lambda ps: ps, mode="socratic")
+
+
+def test_worked_examples_and_training_pairs():
+    demos = R.worked_examples(5, 6, seed=2)
+    assert demos == R.worked_examples(5, 6, seed=2) and demos != R.worked_examples(5, 6, seed=3)
+    for d in demos:
+        a, b = map(int, d.question.split("+"))
+        assert len(str(a)) == len(str(b)) == 5 and d.answer == a + b and d.reasoning == corpus.scratchpad(a, b)
+    d = R.addition_demonstration(347, 285)
+    assert R.training_pair(d) == ("Q: 347+285 S:", " 7+5+0=12,2 4+8+1=13,32 3+2+1=06,632 A: 632\n")
+    assert R.training_pair(d, "direct") == ("Q: 347+285 A:", " 632\n")
+    # prompt + target is exactly the corpus line a model sees in pretraining (plus the line end)
+    assert "".join(R.training_pair(d)) == R.format_demonstration(d) + "\n"
+    assert "".join(R.training_pair(d, "direct")) == R.format_demonstration(d, cot=False) + "\n"
+    prompt, target = R.training_pair(d, fmt="gsm8k")
+    assert prompt == R.cot_prompt("347+285", fmt="gsm8k") and target.endswith("the answer (arabic numerals) is 632\n\n")
+    long = R.addition_problems(6, 3, shots=1, seed=0)
+    assert all(len(p.question.split("+")[0]) == 6 for p in long) and len(long[0].demos) == 1
 
 
 def test_few_shot_and_direct_per_question_demos():
@@ -291,3 +313,27 @@ def test_gsm8k_lecture_path_runs_offline(tmp_path, embedded):
     assert zero_direct == [f"Q: {p.question} A: The answer (arabic numerals) is" for p in problems]
     assert zero_stage1 == [f"Q: {p.question} A: Let's think step by step." for p in problems]
     assert all(s.endswith("Therefore, the answer (arabic numerals) is") for s in zero_stage2)
+
+
+def test_lecture02_plots_draw():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.plotting import reasoning as rplot
+
+    rows = {1: {"direct": 0.9, "cot": 1.0}, 3: {"direct": 0.1, "cot": 0.8}}
+    ev = rplot.addition_evaluation(rows, parameters=1000)
+    assert ev["addition"]["digits"]["3"] == {"direct": 0.1, "scratchpad": 0.8} and ev["parameters"] == 1000
+    conditions = ["zero-shot direct", "few-shot CoT"]
+    ax = rplot.plot_conditions({(c, d): 0.25 * (i + 1) for i, c in enumerate(conditions) for d in (2, 3)}, conditions, (2, 3))
+    assert sorted(p.get_height() for p in ax.patches) == [25, 25, 50, 50] and ax.get_ylabel().endswith("(%)")
+    ax = rplot.plot_cot_gain_by_size({"big": rplot.addition_evaluation(rows, 10_000), "small": ev}, digits=(1, 3))
+    assert ax.get_xscale() == "log" and [round(y) for y in ax.lines[1].get_ydata()] == [70, 70]
+    ax = rplot.plot_self_consistency({1: 0.4, 3: 0.6}, greedy=0.5)
+    assert list(ax.lines[0].get_ydata()) == [40, 60] and ax.lines[1].get_ydata()[0] == 50
+    axes = rplot.plot_supervision({"cot": 0.0, "direct": 0.0}, {"cot": 0.9, "direct": 0.05},
+                                  {"cot": [1.0, 0.2], "direct": [3.0, 2.0]}, {"cot": "working", "direct": "answer"})
+    assert [p.get_height() for p in axes[1].patches][2:] == [90, 5]
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["working", "answer"]
+    plt.close("all")

@@ -83,6 +83,42 @@ _SUMMARY_OK = '''    mean = sum(accuracies) / len(accuracies)
     return {"orders": orders, "accuracies": accuracies, "spread": max(accuracies) - min(accuracies), "std": std}
 '''
 
+
+def _ft(encode: str, loop: str, head: str = "    tuned = copy.deepcopy(model)\n") -> str:
+    return ("import copy\n\n\ndef finetune_on_examples(model, tokenizer, examples, steps, lr):\n" + head + encode + loop)
+
+
+_FT_ENCODE_OK = '''    device = next(tuned.parameters()).device
+    rows = []
+    for x, y in examples:
+        prompt = build_prompt(x, [])
+        ids = tokenizer(prompt + y + "\\n")["input_ids"]
+        rows.append((ids, len(tokenizer(prompt)["input_ids"])))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (ids, n_prompt) in enumerate(rows):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        attention_mask[i, :len(ids)] = 1
+        labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
+    input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
+'''
+
+_FT_LOOP_OK = '''    optimizer = torch.optim.AdamW(tuned.parameters(), lr=lr)
+    losses = []
+    tuned.train()
+    for _ in range(steps):
+        logits = tuned(input_ids=input_ids, attention_mask=attention_mask).logits
+        loss = training.conditional_lm_loss(logits, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    tuned.eval()
+    return tuned, losses
+'''
+
 WRONG_ANSWERS = [
     # ------------------------------------------------------------------ part 1: prompts
     dict(cell="prompt_answer", name="a separator after the query too", code='''
@@ -248,4 +284,32 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
         answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
         accuracies.append(sum(a == y for a, (_, y) in zip(answers, shuffled)) / len(shuffled))
 ''', _SUMMARY_OK), fails=["order_tests"]),
+
+    # ----------------------------------------------------------------- part 5: fine-tuning on the k examples
+    dict(cell="ft_answer", name="trains the model it was given, not a copy", code=_ft(
+        _FT_ENCODE_OK, _FT_LOOP_OK, head="    tuned = model\n"), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="never steps the optimizer", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
+        "        optimizer.step()\n", "")), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="loss on the prompt tokens too", code=_ft(_FT_ENCODE_OK.replace(
+        "labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])", "labels[i, :len(ids)] = torch.tensor(ids)"),
+        _FT_LOOP_OK), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="loss on the padding too", code=_ft(_FT_ENCODE_OK.replace(
+        "labels = torch.full((len(rows), width), -100, dtype=torch.long)",
+        "labels = torch.zeros((len(rows), width), dtype=torch.long)"), _FT_LOOP_OK), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="no newline after the target", code=_ft(_FT_ENCODE_OK.replace(
+        'prompt + y + "\\n"', "prompt + y"), _FT_LOOP_OK), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="logits and labels not shifted (predicts the current token)", code=_ft(
+        _FT_ENCODE_OK, _FT_LOOP_OK.replace(
+            "loss = training.conditional_lm_loss(logits, labels)",
+            "loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))")),
+        fails=["ft_tests"]),
+    dict(cell="ft_answer", name="gradients never zeroed (they accumulate over steps)", code=_ft(
+        _FT_ENCODE_OK, _FT_LOOP_OK.replace("        optimizer.zero_grad()\n", "")), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="records the loss once, after training", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
+        "        losses.append(loss.item())\n", "").replace("    tuned.eval()\n", "    losses.append(loss.item())\n    tuned.eval()\n")),
+        fails=["ft_tests"]),
+    dict(cell="ft_answer", name="ten times the learning rate", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
+        "lr=lr)", "lr=10 * lr)")), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="returned in training mode", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
+        "    tuned.eval()\n", "")), fails=["ft_tests"]),
 ]

@@ -20,6 +20,29 @@ def _numbers(s):
 
 '''
 
+
+def _pair(body: str) -> str:
+    return ("import copy\n\nfrom course_lib import training\n\n\ndef training_pair(demo, mode):\n"
+            "    question, reasoning, answer = demo\n" + body + _FINE_TUNE_OK)
+
+
+_PAIR_OK = """    if mode == "cot":
+        return build_cot_prompt(question, []), f" {reasoning.strip()} A: {answer}\\n"
+    if mode == "direct":
+        return build_direct_prompt(question, []), f" {answer}\\n"
+    raise ValueError(f"unknown mode {mode!r}: use 'cot' or 'direct'")
+"""
+
+_FINE_TUNE_OK = """
+
+def fine_tune(model, tokenizer, demos, mode, steps, lr, batch_size=16, seed=0):
+    tuned = copy.deepcopy(model)
+    pairs = [training_pair(d, mode) for d in demos]
+    run = training.train(tuned, tokenizer, training.TextPairs(pairs),
+                         training.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed), progress=False)
+    return tuned, run.losses
+"""
+
 WRONG_ANSWERS = [
     # ----------------------------------------------------------------- part 1: prompts
     dict(cell="prompt_answer", name="trailing space after the trigger", code='''
@@ -350,4 +373,32 @@ def majority_vote(answers):
     best = max(c.values())
     return max(a for a in c if c[a] == best)
 ''', fails=["vote_tests"]),
+
+    # ----------------------------------------------------------------- part 6: fine-tuning on the working
+    dict(cell="finetune_answer", name="the CoT target leaves out the reasoning", code=_pair(_PAIR_OK.replace(
+        'f" {reasoning.strip()} A: {answer}\\n"', 'f" A: {answer}\\n"')), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="no newline at the end of the target", code=_pair(_PAIR_OK.replace(
+        'A: {answer}\\n"', 'A: {answer}"').replace('f" {answer}\\n"', 'f" {answer}"')), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="the prompt ends with a space, the target starts without one", code=_pair(
+        _PAIR_OK.replace('build_cot_prompt(question, []), f" {reasoning', 'build_cot_prompt(question, []) + " ", f"{reasoning')
+        .replace('build_direct_prompt(question, []), f" {answer}', 'build_direct_prompt(question, []) + " ", f"{answer}')),
+        fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="reasoning not stripped", code=_pair(_PAIR_OK.replace(
+        "{reasoning.strip()}", "{reasoning}")), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="unknown modes fall back to direct", code=_pair(
+        _PAIR_OK.replace('    if mode == "direct":\n        return', '    return').replace(
+            '    raise ValueError(f"unknown mode {mode!r}: use \'cot\' or \'direct\'")\n', '')), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="the wrong exception for an unknown mode", code=_pair(_PAIR_OK.replace(
+        "raise ValueError(", "raise KeyError(")), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="the CoT prompt carries the whole worked example (answer leaked)", code=_pair(
+        _PAIR_OK.replace('build_cot_prompt(question, []), f" {reasoning', 'build_cot_prompt(question, [demo]), f" {reasoning')),
+        fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="fine_tune trains the model it was given", code=_pair(_PAIR_OK).replace(
+        "    tuned = copy.deepcopy(model)\n", "    tuned = model\n"), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="fine_tune ignores the mode (always the working)", code=_pair(_PAIR_OK).replace(
+        "training_pair(d, mode) for d in demos", 'training_pair(d, "cot") for d in demos'), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="fine_tune ignores the seed and batch size", code=_pair(_PAIR_OK).replace(
+        "batch_size=batch_size, lr=lr, seed=seed)", "batch_size=16, lr=lr)"), fails=["finetune_pair_tests"]),
+    dict(cell="finetune_answer", name="fine_tune returns the untrained model", code=_pair(_PAIR_OK).replace(
+        "    return tuned, run.losses\n", "    return model, run.losses\n"), fails=["finetune_pair_tests"]),
 ]

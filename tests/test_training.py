@@ -1,0 +1,70 @@
+"""The shared fine-tuning loop: the masked objective, the encoding, TextPairs, reproducibility."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import reasoning as R
+from course_lib import training
+from course_lib.errors import ConfigError
+
+
+def test_conditional_loss_is_cross_entropy_on_labelled_positions_only():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, -100], [-100, 1, 2, 6, 0]])
+    want = []
+    for b in range(2):
+        for t in range(1, 5):
+            if labels[b, t] != -100:
+                want.append(F.cross_entropy(logits[b, t - 1][None], labels[b, t][None]))
+    assert torch.allclose(training.conditional_lm_loss(logits, labels), torch.stack(want).mean())
+    with pytest.raises(ConfigError, match="disagree"):
+        training.conditional_lm_loss(logits, labels[:, :4])
+
+
+def test_encode_masks_prompt_and_padding(embedded):
+    _, tok = embedded
+    task = training.TextPairs([("ab => ", "AB\n"), ("abcd => ", "ABCD\n")])
+    batch = training.encode_examples(tok, task, task["train"])
+    for i, (prompt, target) in enumerate(task["train"]):
+        ids = tok(prompt + target).input_ids
+        n_prompt = len(tok(prompt).input_ids)
+        row = batch["labels"][i]
+        assert row[:n_prompt].eq(-100).all() and row[len(ids):].eq(-100).all()
+        assert row[n_prompt:len(ids)].tolist() == ids[n_prompt:]
+        assert batch["attention_mask"][i].sum().item() == len(ids)
+        assert tok.decode(row[n_prompt:len(ids)].tolist()) == target
+
+
+def test_text_pairs_validate_themselves():
+    with pytest.raises(ConfigError, match="non-empty list"):
+        training.TextPairs([])
+    with pytest.raises(ConfigError, match="prompt, target"):
+        training.TextPairs([("only a prompt",)])
+    with pytest.raises(ConfigError, match="only the split 'train'"):
+        training.TextPairs([("a", "b")])["validation"]
+
+
+def test_training_on_text_pairs_lowers_the_loss_and_is_reproducible(embedded):
+    model, tok = embedded
+    pairs = [R.training_pair(d) for d in R.worked_examples(3, 32, seed=1)]
+    runs, weights = [], []
+    for _ in range(2):
+        tuned = copy.deepcopy(model)
+        runs.append(training.train(tuned, tok, training.TextPairs(pairs),
+                                   training.TrainConfig(steps=8, batch_size=8, lr=1e-3, seed=4), progress=False))
+        weights.append(torch.cat([p.detach().flatten() for p in tuned.parameters()]))
+    assert runs[0].losses == runs[1].losses and torch.equal(weights[0], weights[1])
+    assert len(runs[0].losses) == 8 and runs[0].history == []     # no validation split: losses only
+    assert runs[0].trainable == sum(p.numel() for p in model.parameters())
+    original = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.equal(original, weights[0])
+
+
+def test_nothing_to_train_is_a_clear_error(embedded):
+    model, tok = embedded
+    frozen = copy.deepcopy(model).requires_grad_(False)
+    with pytest.raises(ConfigError, match="nothing to train"):
+        training.train(frozen, tok, training.TextPairs([("a", "b")]), training.TrainConfig(steps=1), progress=False)
