@@ -468,7 +468,7 @@ def addition_demonstration(a: int, b: int) -> Demonstration:
 
 
 #: Pretraining shows sums of 1-4 digits; longer sums (up to this many digits) are out of distribution,
-#: which is what the scratchpad fine-tuning experiment (lecture 02, section 7) uses them for.
+#: which is what the scratchpad fine-tuning experiment (lecture 02, section 8; exercise 02, part 6) uses them for.
 PRETRAINED_DIGITS = 4
 MAX_DIGITS = 8
 
