@@ -34,6 +34,19 @@ diff_model = diff_prune(model, dense, KEEP)
 diff_accuracy = training.accuracy(diff_model, tokenizer, task, val)
 '''
 
+# the rounds of iterative pruning, masks applied, but no retraining step (variants add it, or not)
+_PRUNE_WITHOUT_RETRAINING = '''
+def iterative_prune(model, sparsity, rounds, steps_per_round):
+    masks = None
+    for j in range(1, rounds + 1):
+        s_j = sparsity if j == rounds else 1 - (1 - sparsity) ** (j / rounds)
+        weights = pruning.prunable_parameters(model)
+        masks = global_magnitude_masks(weights, s_j)
+        with torch.no_grad():
+            for name, b in masks.items():
+                weights[name].mul_(b)
+'''
+
 WRONG_ANSWERS = [
     # ------------------------------------------------------------------ part 1: labels and loss
     dict(cell="loss_answer", name="no shift: logits at t scored against the label at t", code=_LABELS_OK + '''
@@ -140,29 +153,10 @@ def global_magnitude_masks(weights, sparsity):
     return masks
 ''', fails=["mask_tests"]),
     # ------------------------------------------------------------------ part 3: iterative pruning
-    dict(cell="prune_answer", name="prunes in rounds but never retrains", code='''
-def iterative_prune(model, sparsity, rounds, steps_per_round):
-    masks = None
-    for j in range(1, rounds + 1):
-        s_j = sparsity if j == rounds else 1 - (1 - sparsity) ** (j / rounds)
-        weights = pruning.prunable_parameters(model)
-        masks = global_magnitude_masks(weights, s_j)
-        with torch.no_grad():
-            for name, b in masks.items():
-                weights[name].mul_(b)
-    return masks
-''' + _ITERATIVE_TAIL, fails=["prune_tests"]),
-    dict(cell="prune_answer", name="retrains without re-applying the mask (Adam revives pruned weights)", code='''
-def iterative_prune(model, sparsity, rounds, steps_per_round):
-    masks = None
-    for j in range(1, rounds + 1):
-        s_j = sparsity if j == rounds else 1 - (1 - sparsity) ** (j / rounds)
-        weights = pruning.prunable_parameters(model)
-        masks = global_magnitude_masks(weights, s_j)
-        with torch.no_grad():
-            for name, b in masks.items():
-                weights[name].mul_(b)
-        config = training.TrainConfig.from_runtime(runtime, steps=steps_per_round, lr=LR, eval_examples=0)
+    dict(cell="prune_answer", name="prunes in rounds but never retrains", code=(
+        _PRUNE_WITHOUT_RETRAINING + "    return masks\n" + _ITERATIVE_TAIL), fails=["prune_tests"]),
+    dict(cell="prune_answer", name="retrains without re-applying the mask (Adam revives pruned weights)", code=
+        _PRUNE_WITHOUT_RETRAINING + '''        config = training.TrainConfig.from_runtime(runtime, steps=steps_per_round, lr=LR, eval_examples=0)
         training.train(model, tokenizer, task, config, progress=False)
     return masks
 ''' + _ITERATIVE_TAIL, fails=["prune_tests"]),

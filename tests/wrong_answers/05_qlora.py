@@ -164,24 +164,8 @@ def nf4_levels():
     dict(cell="nf4_answer", name="odd count padded with code 0 (the level -1) instead of the code of 0",
          code=_LEVELS + _quantize(pad_code="0") + _DEQUANT, fails=["nf4_tests"]),
     # ------------------------------------------------------------------ part 2: double quantisation
-    dict(cell="dq_answer", name="quantises the scales without subtracting their mean", code='''
-def double_quantize(absmax, blocksize=256):
-    absmax = absmax.float()
-    offset = absmax.mean()
-    n = absmax.numel()
-    blocks = F.pad(absmax, (0, (-n) % blocksize)).view(-1, blocksize)
-    absmax2 = blocks.abs().amax(dim=1)
-    scaled = (blocks / absmax2.clamp(min=1e-30)[:, None]).reshape(-1)[:n]
-    codes = (scaled[:, None] - DYNAMIC_MAP[None, :]).abs().argmin(dim=1)
-    return codes.to(torch.uint8), absmax2, offset
-
-
-def dequantize_absmax(codes, absmax2, offset, blocksize=256):
-    n = codes.numel()
-    values = DYNAMIC_MAP[codes.long()]
-    blocks = F.pad(values, (0, (-n) % blocksize)).view(-1, blocksize)
-    return (blocks * absmax2[:, None]).reshape(-1)[:n] + offset
-''' + _BITS_OK, fails=["dq_tests"]),
+    dict(cell="dq_answer", name="quantises the scales without subtracting their mean", code=_DQ_OK.replace(
+        "    centred = absmax - offset\n", "").replace("centred", "absmax") + _BITS_OK, fails=["dq_tests"]),
     dict(cell="dq_answer", name="dequantize_absmax forgets to add the offset back",
          code=_DQ_OK.replace("reshape(-1)[:n] + offset", "reshape(-1)[:n]") + _BITS_OK, fails=["dq_tests"]),
     dict(cell="dq_answer", name="bits: forgets the second-level float32 scales (4.125)",
