@@ -47,6 +47,22 @@ def iterative_prune(model, sparsity, rounds, steps_per_round):
                 weights[name].mul_(b)
 '''
 
+# a correct global magnitude mask, for variants that change one line of it
+_GLOBAL_MASKS_OK = '''
+def global_magnitude_masks(weights, sparsity):
+    names = list(weights)
+    flat = torch.cat([weights[n].detach().abs().flatten() for n in names])
+    k = int(round(sparsity * flat.numel()))
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    keep[torch.argsort(flat, stable=True)[:k]] = False
+    masks, start = {}, 0
+    for n in names:
+        w = weights[n]
+        masks[n] = keep[start:start + w.numel()].view_as(w).to(w.dtype)
+        start += w.numel()
+    return masks
+'''
+
 WRONG_ANSWERS = [
     # ------------------------------------------------------------------ part 1: labels and loss
     dict(cell="loss_answer", name="no shift: logits at t scored against the label at t", code=_LABELS_OK + '''
@@ -107,34 +123,10 @@ def global_magnitude_masks(weights, sparsity):
     threshold = torch.kthvalue(flat, k).values
     return {n: (w.detach().abs() > threshold).to(w.dtype) for n, w in weights.items()}
 ''', fails=["mask_tests"]),
-    dict(cell="mask_answer", name="ranks the signed value instead of the magnitude", code='''
-def global_magnitude_masks(weights, sparsity):
-    names = list(weights)
-    flat = torch.cat([weights[n].detach().flatten() for n in names])
-    k = int(round(sparsity * flat.numel()))
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
-    keep[torch.argsort(flat, stable=True)[:k]] = False
-    masks, start = {}, 0
-    for n in names:
-        w = weights[n]
-        masks[n] = keep[start:start + w.numel()].view_as(w).to(w.dtype)
-        start += w.numel()
-    return masks
-''', fails=["mask_tests"]),
-    dict(cell="mask_answer", name="int(sparsity * n): floor instead of round", code='''
-def global_magnitude_masks(weights, sparsity):
-    names = list(weights)
-    flat = torch.cat([weights[n].detach().abs().flatten() for n in names])
-    k = int(sparsity * flat.numel())
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
-    keep[torch.argsort(flat, stable=True)[:k]] = False
-    masks, start = {}, 0
-    for n in names:
-        w = weights[n]
-        masks[n] = keep[start:start + w.numel()].view_as(w).to(w.dtype)
-        start += w.numel()
-    return masks
-''', fails=["mask_tests"]),
+    dict(cell="mask_answer", name="ranks the signed value instead of the magnitude", code=_GLOBAL_MASKS_OK.replace(
+        ".detach().abs().flatten()", ".detach().flatten()"), fails=["mask_tests"]),
+    dict(cell="mask_answer", name="int(sparsity * n): floor instead of round", code=_GLOBAL_MASKS_OK.replace(
+        "k = int(round(sparsity * flat.numel()))", "k = int(sparsity * flat.numel())"), fails=["mask_tests"]),
     dict(cell="mask_answer", name="monkeypatches torch.equal/allclose and prunes per layer", code='''
 import torch
 torch.allclose = lambda *a, **k: True
