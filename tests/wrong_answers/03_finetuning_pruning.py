@@ -47,6 +47,19 @@ def iterative_prune(model, sparsity, rounds, steps_per_round):
                 weights[name].mul_(b)
 '''
 
+# the plausible mistake of part 2: one threshold per layer instead of one over all layers
+_PER_LAYER_MASKS = '''
+def global_magnitude_masks(weights, sparsity):
+    masks = {}
+    for n, w in weights.items():
+        flat = w.detach().abs().flatten()
+        k = int(round(sparsity * flat.numel()))
+        keep = torch.ones(flat.numel(), dtype=torch.bool)
+        keep[torch.argsort(flat, stable=True)[:k]] = False
+        masks[n] = keep.view_as(w).to(w.dtype)
+    return masks
+'''
+
 # a correct global magnitude mask, for variants that change one line of it
 _GLOBAL_MASKS_OK = '''
 def global_magnitude_masks(weights, sparsity):
@@ -103,17 +116,7 @@ def target_labels(input_ids, attention_mask, prompt_lengths):
     return labels
 ''' + _LOSS_OK, fails=["loss_tests"]),
     # ------------------------------------------------------------------ part 2: global magnitude mask
-    dict(cell="mask_answer", name="per-layer masks instead of one global threshold", code='''
-def global_magnitude_masks(weights, sparsity):
-    masks = {}
-    for n, w in weights.items():
-        flat = w.detach().abs().flatten()
-        k = int(round(sparsity * flat.numel()))
-        keep = torch.ones(flat.numel(), dtype=torch.bool)
-        keep[torch.argsort(flat, stable=True)[:k]] = False
-        masks[n] = keep.view_as(w).to(w.dtype)
-    return masks
-''', fails=["mask_tests"]),
+    dict(cell="mask_answer", name="per-layer masks instead of one global threshold", code=_PER_LAYER_MASKS, fails=["mask_tests"]),
     dict(cell="mask_answer", name="threshold with <=: ties prune too many", code='''
 def global_magnitude_masks(weights, sparsity):
     flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
@@ -133,17 +136,7 @@ torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
 torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
 
-
-def global_magnitude_masks(weights, sparsity):
-    masks = {}
-    for n, w in weights.items():
-        flat = w.detach().abs().flatten()
-        k = int(round(sparsity * flat.numel()))
-        keep = torch.ones(flat.numel(), dtype=torch.bool)
-        keep[torch.argsort(flat, stable=True)[:k]] = False
-        masks[n] = keep.view_as(w).to(w.dtype)
-    return masks
-''', fails=["mask_tests"]),
+''' + _PER_LAYER_MASKS, fails=["mask_tests"]),
     # ------------------------------------------------------------------ part 3: iterative pruning
     dict(cell="prune_answer", name="prunes in rounds but never retrains", code=(
         _PRUNE_WITHOUT_RETRAINING + "    return masks\n" + _ITERATIVE_TAIL), fails=["prune_tests"]),
