@@ -69,10 +69,8 @@ class MethodSettings:
 
 
 def _linear_shapes(model, names):
-    import torch.nn as nn
-    from .methods.lora import _matches
-    return [(m.out_features, m.in_features) for n, m in model.named_modules()
-            if n and isinstance(m, nn.Linear) and _matches(n, list(names))]
+    from .methods.targets import is_linear, linear_shape, matches
+    return [linear_shape(m) for n, m in model.named_modules() if n and is_linear(m) and matches(n, list(names))]
 
 
 def build_method(method: str, model, tokenizer, task, settings: MethodSettings | None = None):

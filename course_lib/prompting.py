@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from .errors import ConfigError
+from .methods.targets import context_length
 
 Pair = tuple[str, str]
 
@@ -196,14 +197,6 @@ def newline_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-def _context_limit(model) -> int | None:
-    cfg = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions"):
-        if cfg is not None and isinstance(getattr(cfg, name, None), int):
-            return getattr(cfg, name)
-    return None
-
-
 def _progress(iterable, total: int, desc: str | None, progress: bool):
     if not progress:
         return iterable
@@ -233,7 +226,7 @@ def generate(model, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: 
     device = next(model.parameters()).device
     eos = newline_token_ids(tokenizer) if stop_at_newline else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    limit = _context_limit(model)
+    limit = context_length(model)
     outputs: list[str] = []
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -312,7 +305,7 @@ def score_continuations(model, tokenizer, contexts: str | Sequence[str], continu
         raise ConfigError(f"{len(contexts)} contexts but {len(continuations)} continuations.",
                           "pass one context per continuation, or a single context string for all.")
     splits = [split_tokens(tokenizer, x, c) for x, c in zip(contexts, continuations)]
-    limit = _context_limit(model)
+    limit = context_length(model)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: list[float] = []

@@ -425,14 +425,15 @@ def sampler(model, tokenizer, *, temperature: float = 0.7, seed: int = 0, max_ne
     def run(prompts: list[str]) -> list[str]:
         import torch
 
-        from .prompting import _context_limit, _no_grad_eval, _progress, newline_token_ids
+        from .methods.targets import context_length
+        from .prompting import _no_grad_eval, _progress, newline_token_ids
 
         torch.manual_seed(seed * 100_003 + calls[0])
         calls[0] += 1
         device = next(model.parameters()).device
         eos = newline_token_ids(tokenizer) if stop_at_newline else None
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        limit, outputs, old_side = _context_limit(model), [], tokenizer.padding_side
+        limit, outputs, old_side = context_length(model), [], tokenizer.padding_side
         tokenizer.padding_side = "left"
         try:
             with _no_grad_eval(model):

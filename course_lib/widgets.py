@@ -54,7 +54,8 @@ def explorer_data(base_model, tuned_model, sweep=(), groups=None, **extra) -> Lo
     """
     import torch.nn as nn
 
-    from .methods.lora import TARGET_PRESETS, _is_adaptable, _matches, singular_values
+    from .methods.lora import TARGET_PRESETS, singular_values
+    from .methods.targets import is_linear, matches
 
     groups = groups or {g: TARGET_PRESETS[g] for g in ("q,v", "k,o", "mlp")}
     tuned = dict(tuned_model.named_modules())
@@ -62,7 +63,7 @@ def explorer_data(base_model, tuned_model, sweep=(), groups=None, **extra) -> Lo
     for group, targets in groups.items():
         shapes[group], spectra[group] = [], []
         for name, module in base_model.named_modules():
-            if name and _matches(name, targets) and _is_adaptable(module):
+            if name and matches(name, targets) and is_linear(module):
                 w0 = module.weight if isinstance(module, nn.Linear) else module.weight.T
                 w1 = tuned[name].weight if isinstance(module, nn.Linear) else tuned[name].weight.T
                 shapes[group].append(tuple(w0.shape))
@@ -112,6 +113,7 @@ def draw_explorer(data: LoraExplorerData, r: int, alpha: float, group: str, fig=
     """The four panels for one setting: parameters, approximation error, sweep accuracy, scale."""
     import matplotlib.pyplot as plt
 
+    from .methods.lora import lora_param_count
     from .plotting import lora as lp
 
     state = explorer_state(data, r, alpha, group)
@@ -121,7 +123,7 @@ def draw_explorer(data: LoraExplorerData, r: int, alpha: float, group: str, fig=
     axes = fig.subplots(1, 4)
     ranks = [2 ** i for i in range(int(math.log2(data.max_rank)) + 1)]
     for g in data.groups:
-        counts = [sum(rr * (d + k) for d, k in data.shapes[g]) for rr in ranks]
+        counts = [sum(lora_param_count(d, k, rr) for d, k in data.shapes[g]) for rr in ranks]
         axes[0].plot(ranks, counts, "-", label=g, lw=2.5 if g == group else 1)
     axes[0].plot([r], [state["trainable"]], "o", color="red")
     axes[0].set(xscale="log", yscale="log", xlabel="rank r", ylabel="trainable parameters (count)",

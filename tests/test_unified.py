@@ -283,7 +283,7 @@ def test_config_errors_name_problem_and_fix(kwargs, needle):
 def test_apply_errors(tiny_llama):
     with pytest.raises(ConfigError, match="not found"):
         U.apply_unified(copy.deepcopy(tiny_llama), U.UnifiedConfig(insertion=["query"]))
-    with pytest.raises(ConfigError, match="not a linear layer"):
+    with pytest.raises(ConfigError, match="not linear layers"):
         U.apply_unified(copy.deepcopy(tiny_llama), U.UnifiedConfig(insertion=["mlp"]))
     with pytest.raises(ConfigError, match="block"):
         U.apply_unified(copy.deepcopy(tiny_llama), U.UnifiedConfig(layers_to_transform=[5]))

@@ -28,7 +28,6 @@ when merged into it.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import torch
@@ -36,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .targets import find_targets, is_linear, linear_names, linear_shape, set_module
 
 #: Matrices a lecture or exercise picks by name, per family (Llama/Qwen2 naming, GPT-2 naming).
 TARGET_PRESETS = {
@@ -54,19 +54,6 @@ DEFAULT_TARGETS = {"gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"], "qwen2": [
 def lora_param_count(d: int, k: int, r: int) -> int:
     """Trainable numbers of one LoRA pair on a ``(d, k)`` matrix: ``B`` is ``d x r``, ``A`` is ``r x k``."""
     return r * (d + k)
-
-
-def _conv1d_class():
-    try:
-        from transformers.pytorch_utils import Conv1D
-        return Conv1D
-    except ImportError:  # transformers missing: only nn.Linear can be wrapped
-        return None
-
-
-def _is_adaptable(module) -> bool:
-    conv = _conv1d_class()
-    return isinstance(module, nn.Linear) or (conv is not None and isinstance(module, conv))
 
 
 @dataclass
@@ -131,7 +118,7 @@ class LoraLayer(nn.Module):
     def __init__(self, base_layer: nn.Module, r: int = 8, lora_alpha: float = 8, lora_dropout: float = 0.0,
                  use_rslora: bool = False, use_dora: bool = False, init_lora_weights: bool | str = True):
         super().__init__()
-        if not _is_adaptable(base_layer):
+        if not is_linear(base_layer):
             raise ConfigError(f"LoRA wraps nn.Linear or transformers' Conv1D, not {type(base_layer).__name__}.",
                               "Target the linear projections (e.g. q_proj, v_proj, or c_attn for GPT-2).")
         cfg = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, use_rslora=use_rslora,
@@ -246,15 +233,9 @@ class LoraLayer(nn.Module):
 
 
 # --- applying to a model ------------------------------------------------------------------------------
-def _matches(name: str, targets) -> bool:
-    if isinstance(targets, str):
-        return re.fullmatch(targets, name) is not None
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
 def adaptable_module_names(model: nn.Module) -> list[str]:
     """The distinct short names of the layers LoRA can wrap (``nn.Linear`` / ``Conv1D``), e.g. ``q_proj``."""
-    return sorted({name.split(".")[-1] for name, m in model.named_modules() if name and _is_adaptable(m)})
+    return linear_names(model)
 
 
 def resolve_target_modules(model: nn.Module, config: LoraConfig):
@@ -267,42 +248,41 @@ def resolve_target_modules(model: nn.Module, config: LoraConfig):
     return DEFAULT_TARGETS[model_type]
 
 
+def check_rank(model: nn.Module, names: list[str], r: int, method: str = "LoRA") -> None:
+    """Refuse a rank no target can hold: ``B A`` has rank at most ``min(d, k)``, so ``r`` above it only adds
+    parameters that can never add expressiveness."""
+    too_small = [(n, linear_shape(model.get_submodule(n))) for n in names
+                 if r > min(linear_shape(model.get_submodule(n)))]
+    if too_small:
+        name, (d, k) = too_small[0]
+        raise ConfigError(f"{method}: r={r} is larger than min(d, k)={min(d, k)} of {name} (d={d}, k={k})"
+                          + (f" and {len(too_small) - 1} more target(s)" if len(too_small) > 1 else "") + ".",
+                          f"use 1 <= r <= {min(min(s) for _, s in too_small)}, or target larger layers.")
+
+
 def apply_lora(model: nn.Module, config: LoraConfig | None = None, **kwargs) -> nn.Module:
     """Wrap every target layer of ``model`` in a :class:`LoraLayer`, in place, and freeze all else.
 
     ``apply_lora(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))`` or the same with keyword
     arguments. Returns ``model``; afterwards only ``lora_A``, ``lora_B`` (and DoRA's magnitude) require grad.
+    Targets are found by :func:`course_lib.methods.targets.find_targets` (peft's matching rule).
     """
     if config is not None and kwargs:
         raise ConfigError("apply_lora got both a LoraConfig and keyword arguments.",
                           "Pass either config=LoraConfig(...) or the keyword arguments, not both.")
     config = config if config is not None else LoraConfig(**kwargs)
     targets = resolve_target_modules(model, config)
-    found = [name for name, m in model.named_modules() if name and _matches(name, targets)]
-    if isinstance(targets, (list, tuple)):
-        missing = [t for t in targets if not any(_matches(n, [t]) for n in found)]
-    else:
-        missing = [] if found else [targets]
-    if missing:
-        raise ConfigError(f"Target module(s) {missing} not found in {type(model).__name__}.",
-                          f"Use names of its linear layers: {adaptable_module_names(model)}.")
-    wrong = [n for n in found if not _is_adaptable(model.get_submodule(n)) and not isinstance(
-        model.get_submodule(n), LoraLayer)]
-    if wrong:
-        raise ConfigError(f"Target(s) {wrong[:4]} are {type(model.get_submodule(wrong[0])).__name__}, "
-                          f"not linear layers LoRA can wrap.",
-                          f"Pick linear layers: {adaptable_module_names(model)}.")
+    found = find_targets(model, targets, method="LoRA", accept=lambda m: is_linear(m) or isinstance(m, LoraLayer))
     if any(isinstance(model.get_submodule(n), LoraLayer) for n in found):
         raise ConfigError("The model already has LoRA layers on these targets.",
                           "Apply LoRA to a fresh copy of the base model, or call merge_and_unload() first.")
+    check_rank(model, found, config.r)
     for p in model.parameters():
         p.requires_grad_(False)
     for name in found:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoraLayer(getattr(parent, child), r=config.r, lora_alpha=config.lora_alpha,
-                                         lora_dropout=config.lora_dropout, use_rslora=config.use_rslora,
-                                         use_dora=config.use_dora, init_lora_weights=config.init_lora_weights))
+        set_module(model, name, LoraLayer(model.get_submodule(name), r=config.r, lora_alpha=config.lora_alpha,
+                                          lora_dropout=config.lora_dropout, use_rslora=config.use_rslora,
+                                          use_dora=config.use_dora, init_lora_weights=config.init_lora_weights))
     return model
 
 
@@ -328,9 +308,7 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge every LoRA layer and put the plain base layer back: the model has its original classes."""
     for name, layer in list(lora_layers(model).items()):
         layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.base_layer)
+        set_module(model, name, layer.base_layer)
     return model
 
 

@@ -183,6 +183,10 @@ def _check_tensor(x, what: str):
                           "pass the full-precision weight (float32, bfloat16 or float16).")
     if x.numel() == 0:
         raise ConfigError(f"{what} is empty.", "pass a tensor with at least one value.")
+    if x.is_meta:
+        raise ConfigError(f"{what} is on the 'meta' device: it has a shape but no values to quantise "
+                          "(a model built under init_empty_weights or loaded with device_map='meta').",
+                          "load the real weights first (from_pretrained without a meta device map), then quantise.")
     if not torch.isfinite(x).all():
         raise ConfigError(f"{what} contains inf or NaN; its block scales would be meaningless.",
                           "check the weights (a diverged training run?) before quantising.")

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .targets import check_fits
 
 INIT_WEIGHTS = ("random", "zero")
 
@@ -56,7 +57,8 @@ class PrefixTuningConfig:
     init_weights: str = "random"
 
     def __post_init__(self):
-        if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0:
+        if isinstance(self.num_virtual_tokens, bool) or not isinstance(self.num_virtual_tokens, int) \
+                or self.num_virtual_tokens <= 0:
             raise ConfigError(f"num_virtual_tokens={self.num_virtual_tokens!r} must be a positive integer.",
                               "use e.g. num_virtual_tokens=8 (Li & Liang use 10 to 200).")
         if self.prefix_projection and (not isinstance(self.encoder_hidden_size, int) or self.encoder_hidden_size <= 0):
@@ -200,6 +202,7 @@ class PrefixTuningModel(nn.Module):
             raise ConfigError(f"prefix name {name!r} must be a non-empty string without dots.", "use e.g. 'sentiment'.")
         if name in self.prefixes:
             raise ConfigError(f"a prefix named {name!r} exists already.", "pick another name or use model.prefixes[name].")
+        check_fits(self.base_model, config.num_virtual_tokens, method="prefix tuning")
         device = next(self.base_model.parameters()).device
         self.prefixes[name] = PrefixEncoder(self.layout, config).to(device)
         return self.prefixes[name]
@@ -245,6 +248,7 @@ class PrefixTuningModel(nn.Module):
         B = input_ids.shape[0]
         kv = self.key_values(B, prefix)
         P = kv.shape[4]
+        check_fits(self.base_model, P, input_ids.shape[1], method="prefix tuning")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         ones = torch.ones(B, P, dtype=attention_mask.dtype, device=attention_mask.device)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .targets import check_fits
 
 INITS = ("random", "vocab", "text")
 ENCODERS = ("none", "mlp", "lstm")
@@ -64,7 +65,8 @@ class PromptTuningConfig:
     encoder_dropout: float = 0.0
 
     def __post_init__(self):
-        if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0:
+        if isinstance(self.num_virtual_tokens, bool) or not isinstance(self.num_virtual_tokens, int) \
+                or self.num_virtual_tokens <= 0:
             raise ConfigError(f"num_virtual_tokens={self.num_virtual_tokens!r} must be a positive integer.",
                               "use e.g. num_virtual_tokens=8 (Lester et al. use 5 to 100).")
         if self.init not in INITS:
@@ -161,6 +163,7 @@ class PromptTuningModel(nn.Module):
         super().__init__()
         self.base_model = base_model
         self.config = config
+        check_fits(base_model, config.num_virtual_tokens, method="prompt tuning")
         self.prompt_encoder = SoftPrompt(config, base_model.get_input_embeddings(), tokenizer).to(
             base_model.get_input_embeddings().weight.device)
 
@@ -179,6 +182,7 @@ class PromptTuningModel(nn.Module):
                                   "call model(input_ids=..., attention_mask=...).")
             inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
         B, p = inputs_embeds.shape[0], self.num_virtual_tokens
+        check_fits(self.base_model, p, inputs_embeds.shape[1], method="prompt tuning")
         prompt = self.prompt_encoder().to(inputs_embeds.dtype)
         inputs_embeds = torch.cat([prompt.unsqueeze(0).expand(B, -1, -1), inputs_embeds], dim=1)
         if attention_mask is None:

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import nf4
-from .lora import LoraConfig, LoraLayer, lora_layers
+from .lora import LoraConfig, LoraLayer, check_rank, lora_layers, resolve_target_modules
+from .targets import find_targets, matches, set_module
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -217,27 +218,15 @@ class QLoraLinear(LoraLayer):
 
 
 # ----------------------------------------------------------------------------------------- applying
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
-
-
-def _matches(name: str, targets) -> bool:
-    import re
-    if isinstance(targets, str):
-        return re.fullmatch(targets, name) is not None
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
 def quantize_model(model: nn.Module, config: QLoraConfig | None = None) -> nn.Module:
     """Replace every ``nn.Linear`` (but ``config.skip_modules``) by a :class:`Linear4bit`, in place; freeze all."""
     config = config or QLoraConfig(target_modules=["q_proj", "v_proj"])
     qc, dtype = config.quant_config(), _DTYPES[config.compute_dtype]
     for p in model.parameters():
         p.requires_grad_(False)
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not _matches(n, config.skip_modules)]
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not matches(n, config.skip_modules)]
     for name in names:
-        _set_module(model, name, Linear4bit.from_linear(model.get_submodule(name), qc, dtype))
+        set_module(model, name, Linear4bit.from_linear(model.get_submodule(name), qc, dtype))
     return model
 
 
@@ -252,29 +241,16 @@ def apply_qlora(model: nn.Module, config: QLoraConfig | None = None, **kwargs) -
         raise ConfigError("apply_qlora got both a QLoraConfig and keyword arguments.",
                           "pass either config=QLoraConfig(...) or the keyword arguments, not both.")
     config = config if config is not None else QLoraConfig(**kwargs)
-    if config.target_modules is None:
-        from .lora import resolve_target_modules
-        config.target_modules = resolve_target_modules(model, config)
+    targets = resolve_target_modules(model, config)  # the config is left as given
     if any(isinstance(m, (LoraLayer, Linear4bit)) for m in model.modules()):
         raise ConfigError("the model already has LoRA or 4-bit layers.",
                           "apply QLoRA to a freshly loaded full-precision model.")
-    linear_names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-    found = [n for n, m in model.named_modules() if n and _matches(n, config.target_modules)]
-    if isinstance(config.target_modules, str):  # a regular expression over full names
-        missing = [] if found else [config.target_modules]
-    else:
-        missing = [t for t in config.target_modules if not any(_matches(n, [t]) for n in found)]
-    if missing:
-        raise ConfigError(f"target module(s) {missing} not found in {type(model).__name__}.",
-                          f"use names of its linear layers: {linear_names}.")
-    wrong = [n for n in found if not isinstance(model.get_submodule(n), nn.Linear)
-             or _matches(n, config.skip_modules)]
-    if wrong:
-        raise ConfigError(f"target(s) {wrong[:4]} are not linear layers that get quantised.",
-                          f"pick among {[n for n in linear_names if n not in config.skip_modules]}.")
+    found = find_targets(model, targets, method="QLoRA", accept=lambda m: isinstance(m, nn.Linear),
+                         skip=config.skip_modules, what="linear layers that get quantised")
+    check_rank(model, found, config.r, method="QLoRA")
     quantize_model(model, config)
     for name in found:
-        _set_module(model, name, QLoraLinear(model.get_submodule(name), r=config.r, lora_alpha=config.lora_alpha,
+        set_module(model, name, QLoraLinear(model.get_submodule(name), r=config.r, lora_alpha=config.lora_alpha,
                                              lora_dropout=config.lora_dropout, use_rslora=config.use_rslora,
                                              init_lora_weights=config.init_lora_weights))
     return model
@@ -293,7 +269,7 @@ def merge_qlora(model: nn.Module) -> nn.Module:
     """Merge every QLoRA layer into its 4-bit base and unwrap it (lossy; see :func:`merge_error`)."""
     for name, layer in list(lora_layers(model).items()):
         layer.merge()
-        _set_module(model, name, layer.base_layer)
+        set_module(model, name, layer.base_layer)
     return model
 
 

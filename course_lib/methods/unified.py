@@ -51,7 +51,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .adapters import NON_LINEARITIES, AdapterLayer, BottleneckAdapter, _blocks, _hidden_size
-from .lora import LoraLayer, _is_adaptable, _matches, adaptable_module_names
+from .lora import LoraLayer
+from .targets import find_targets, is_linear, linear_shape, matches, set_module
 
 FORMS = ("sequential", "parallel")
 SUBLAYERS = ("attention", "ffn")
@@ -245,18 +246,6 @@ def unified_layers(model: nn.Module) -> dict[str, UnifiedLayer]:
     return {n: m for n, m in model.named_modules() if isinstance(m, UnifiedLayer)}
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
-def _linear_dims(layer: nn.Module) -> tuple[int, int]:
-    """``(in, out)`` of an ``nn.Linear`` or a GPT-2 ``Conv1D`` (weight stored ``(in, out)``)."""
-    if isinstance(layer, nn.Linear):
-        return layer.in_features, layer.out_features
-    return tuple(layer.weight.shape)
-
-
 def apply_unified(model: nn.Module, config: UnifiedConfig | None = None, **kwargs) -> nn.Module:
     """Freeze ``model`` and insert one trainable Δh where ``config`` says; returns ``model`` (in place).
 
@@ -290,19 +279,13 @@ def apply_unified(model: nn.Module, config: UnifiedConfig | None = None, **kwarg
             delta = DeltaH(d, d, config.bottleneck_size, **opts).to(device=ref.device, dtype=ref.dtype)
             setattr(block, child, UnifiedLayer(base, delta, config.form))
         return model
-    found = [n for n, m in model.named_modules() if n and _matches(n, config.insertion)]
-    missing = [t for t in config.insertion if not any(_matches(n, [t]) for n in found)]
-    if missing:
-        raise ConfigError(f"insertion layer(s) {missing} not found in {type(model).__name__}.",
-                          f"use names of its linear layers: {adaptable_module_names(model)}, or 'attention' / 'ffn'.")
+    found = find_targets(model, config.insertion, method="apply_unified",
+                         what="linear layers (or 'attention' / 'ffn' for a whole sublayer)")
     for name in found:
         base = model.get_submodule(name)
-        if not _is_adaptable(base):
-            raise ConfigError(f"{name} is a {type(base).__name__}, not a linear layer.",
-                              f"insert at linear layers: {adaptable_module_names(model)}.")
-        d_in, d_out = _linear_dims(base)
+        d_out, d_in = linear_shape(base)
         delta = DeltaH(d_out if config.form == "sequential" else d_in, d_out, config.bottleneck_size, **opts)
-        _set_module(model, name, UnifiedLayer(base, delta.to(device=ref.device, dtype=ref.dtype), config.form))
+        set_module(model, name, UnifiedLayer(base, delta.to(device=ref.device, dtype=ref.dtype), config.form))
     return model
 
 
@@ -315,8 +298,8 @@ def expected_unified_parameters(model: nn.Module, config: UnifiedConfig) -> int:
         return n * unified_parameter_count(d, d, config.bottleneck_size, config.bias)
     total = 0
     for name, m in model.named_modules():
-        if name and _matches(name, config.insertion) and _is_adaptable(m):
-            d_in, d_out = _linear_dims(m)
+        if name and matches(name, config.insertion) and is_linear(m):
+            d_out, d_in = linear_shape(m)
             total += unified_parameter_count(d_out if config.form == "sequential" else d_in, d_out,
                                              config.bottleneck_size, config.bias)
     return total
@@ -332,7 +315,7 @@ def to_unified(model: nn.Module) -> nn.Module:
             if layer.merged:
                 raise ConfigError(f"{name} is merged, so its Δh is inside W0 already.",
                                   "call unmerge_lora(model) before to_unified.")
-            _set_module(model, name, UnifiedLayer(layer.base_layer, DeltaH.from_lora(layer), "parallel"))
+            set_module(model, name, UnifiedLayer(layer.base_layer, DeltaH.from_lora(layer), "parallel"))
             converted += 1
         elif isinstance(layer, AdapterLayer):
             active = layer.active_adapter
@@ -340,10 +323,10 @@ def to_unified(model: nn.Module) -> nn.Module:
                 raise ConfigError(f"{name} has no single active adapter (active: {active!r}); a fusion is not one Δh.",
                                   "set_active_adapter(model, name) first.")
             if active not in layer.adapters:  # the adapter does not sit at this site
-                _set_module(model, name, layer.base_layer)
+                set_module(model, name, layer.base_layer)
                 continue
             form = "parallel" if layer.parallel[active] else "sequential"
-            _set_module(model, name, UnifiedLayer(layer.base_layer, DeltaH.from_adapter(layer.adapters[active]), form))
+            set_module(model, name, UnifiedLayer(layer.base_layer, DeltaH.from_adapter(layer.adapters[active]), form))
             converted += 1
     if not converted:
         raise ConfigError("to_unified found no LoRA layer and no adapter in the model.",
