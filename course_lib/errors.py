@@ -48,3 +48,15 @@ def require(module: str, purpose: str, pip_name: str | None = None):
         raise MissingDependencyError(
             f"{purpose} needs the package '{pip_name or module}', which is not installed ({err}).",
             f"pip install {pip_name or module}   (or reinstall the course: pip install -e .)") from None
+
+
+def from_table(value, table: dict, cls: type, default: str, what: str):
+    """``value`` itself if it is a ``cls``, ``table[value]`` if it names an entry, ``table[default]``
+    for ``None``; otherwise a :class:`ConfigError` that lists the names (``what`` says what was asked)."""
+    if value is None:
+        return table[default]
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str) and value in table:
+        return table[value]
+    raise ConfigError(f"unknown {what} {value!r}.", f"pass a {cls.__name__}(...) or one of the names {sorted(table)}.")

@@ -44,7 +44,7 @@ import string
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, from_table
 from .methods.targets import context_length
 
 Pair = tuple[str, str]
@@ -102,14 +102,7 @@ TEMPLATES = {
 
 def get_template(template: PromptTemplate | str | None) -> PromptTemplate:
     """A :class:`PromptTemplate` from itself, a name in :data:`TEMPLATES`, or ``None`` (``arrow``)."""
-    if template is None:
-        return TEMPLATES["arrow"]
-    if isinstance(template, PromptTemplate):
-        return template
-    if isinstance(template, str) and template in TEMPLATES:
-        return TEMPLATES[template]
-    raise ConfigError(f"unknown prompt template {template!r}.",
-                      f"pass a PromptTemplate(...) or one of the names {sorted(TEMPLATES)}.")
+    return from_table(template, TEMPLATES, PromptTemplate, "arrow", "prompt template")
 
 
 # ----------------------------------------------------------------------------- building prompts

@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .errors import ConfigError, HubUnavailableError
+from .errors import ConfigError, HubUnavailableError, from_table
 
 GenerateFn = Callable[[list[str]], list[str]]
 Number = int | float
@@ -105,14 +105,7 @@ FORMATS = {
 
 def get_format(fmt: CoTFormat | str | None) -> CoTFormat:
     """A :class:`CoTFormat` from itself, a name in :data:`FORMATS`, or ``None`` (``scratchpad``)."""
-    if fmt is None:
-        return FORMATS["scratchpad"]
-    if isinstance(fmt, CoTFormat):
-        return fmt
-    if isinstance(fmt, str) and fmt in FORMATS:
-        return FORMATS[fmt]
-    raise ConfigError(f"unknown chain-of-thought format {fmt!r}.",
-                      f"pass a CoTFormat(...) or one of the names {sorted(FORMATS)}.")
+    return from_table(fmt, FORMATS, CoTFormat, "scratchpad", "chain-of-thought format")
 
 
 @dataclass(frozen=True)

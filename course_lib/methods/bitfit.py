@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .targets import find_targets, is_linear, linear_shape
 
 
 @dataclass
@@ -44,19 +45,10 @@ class BitFitConfig:
 
 
 def _linear_layers(model, target_modules):
-    out = {}
-    for name, m in model.named_modules():
-        linear = isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"
-        if not linear or name.endswith("lm_head"):
-            continue
-        if target_modules is None or name in target_modules or name.split(".")[-1] in target_modules:
-            out[name] = m
-    if target_modules is not None:
-        for t in target_modules:
-            if not any(n == t or n.split(".")[-1] == t for n in out):
-                names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-                raise ConfigError(f"target module {t!r} matches no linear layer.", f"choose from: {', '.join(names)}.")
-    return out
+    if target_modules is None:
+        return {n: m for n, m in model.named_modules() if n and is_linear(m) and not n.endswith("lm_head")}
+    names = find_targets(model, list(target_modules), method="BitFit", skip=["lm_head"])
+    return {n: model.get_submodule(n) for n in names}
 
 
 def _is_norm(module) -> bool:
@@ -81,7 +73,7 @@ def apply_bitfit(model: nn.Module, config: BitFitConfig | None = None) -> list[s
         if m.bias is None:
             if not config.add_missing_biases:
                 continue
-            out = m.out_features if isinstance(m, nn.Linear) else m.weight.shape[1]
+            out, _ = linear_shape(m)
             m.bias = nn.Parameter(torch.zeros(out, dtype=m.weight.dtype, device=m.weight.device))
         m.bias.requires_grad_(True)
     if config.train_norms:

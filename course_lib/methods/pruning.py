@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .targets import find_targets, is_linear
 
 Masks = dict[str, torch.Tensor]
 
@@ -85,32 +86,24 @@ class PruningConfig:
 
 
 # --------------------------------------------------------------------------------------------- masks
-def _is_linear(module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+def _has_weight(module) -> bool:
+    return isinstance(getattr(module, "weight", None), torch.Tensor)
 
 
 def prunable_parameters(model: nn.Module, target_modules=None) -> dict[str, nn.Parameter]:
     """The weights pruning acts on, by parameter name: linear layers' weights (``lm_head`` excluded)
-    or the ``weight`` of the modules named in ``target_modules`` (exact name or its last part)."""
+    or the ``weight`` of the modules named in ``target_modules`` (peft's rule for a list of names:
+    the full name or its dotted suffix; a single string here is one name, not a pattern)."""
     if isinstance(target_modules, str):
         target_modules = (target_modules,)
-    out = {}
-    for name, module in model.named_modules():
-        if target_modules is None:
-            ok = _is_linear(module) and not name.endswith("lm_head")
-        else:
-            ok = name in target_modules or name.split(".")[-1] in target_modules
-        if ok and isinstance(getattr(module, "weight", None), torch.Tensor):
-            out[f"{name}.weight" if name else "weight"] = module.weight
-    if target_modules is not None:
-        for t in target_modules:
-            if not any(n == f"{t}.weight" or n.split(".")[-2:-1] == [t] for n in out):
-                names = sorted({n.split(".")[-1] for n, m in model.named_modules() if _is_linear(m)})
-                raise ConfigError(f"target module {t!r} matches no module with a weight.",
-                                  f"use names of the model's layers, e.g. {', '.join(names) or 'its module names'}.")
-    if not out:
+    if target_modules is None:
+        names = [n for n, m in model.named_modules() if is_linear(m) and not n.endswith("lm_head")]
+    else:
+        names = find_targets(model, list(target_modules), method="pruning", accept=_has_weight,
+                             what="modules with a weight")
+    if not names:
         raise ConfigError("the model has no linear layer to prune.", "pass target_modules=(...) naming layers with weights.")
-    return out
+    return {f"{n}.weight" if n else "weight": model.get_submodule(n).weight for n in names}
 
 
 def _check_sparsity(sparsity):

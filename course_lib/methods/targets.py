@@ -101,7 +101,7 @@ def find_targets(model: nn.Module, targets: Targets, *, method: str = "LoRA",
         missing = [t for t in targets if not any(matches(n, [t]) for n in found)]
         if missing:
             raise ConfigError(f"{method}: target module(s) {missing} not found in {type(model).__name__}.",
-                              f"use names of its {what}: {valid}.")
+                              f"choose from its {what}: {valid}.")
     if skip:
         skipped = [n for n in found if matches(n, skip)]
         if skipped:
