@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError
+from .methods.catalog import METHODS as CATALOG
+from .methods.catalog import get_method
 
-METHODS = ("full", "bitfit", "lora", "qlora", "prefix", "prompt", "adapter", "parallel_adapter", "mam")
-
-LABELS = {"full": "full fine-tuning", "bitfit": "BitFit", "lora": "LoRA", "qlora": "QLoRA",
-          "prefix": "prefix tuning", "prompt": "prompt tuning", "adapter": "adapter (sequential)",
-          "parallel_adapter": "parallel adapter (s=4)", "mam": "MAM (prefix + parallel adapter)"}
+METHODS = tuple(CATALOG)
+LABELS = {key: method.label for key, method in CATALOG.items()}
 
 #: Learning rates per runtime (AdamW, constant). Embedded: from short sweeps on the validation split of
 #: the review-verdicts task at the lecture budget (150 steps; seed 0 only); GPU: the usual orders of
@@ -60,6 +59,20 @@ class MethodSettings:
     bottleneck_size: int = 8        # adapter m (sequential and parallel), MAM's r
     parallel_scaling: float = 4.0
 
+    def config(self, method: str, task=None, tokenizer=None):
+        """The validated ``Config`` of ``method`` at these sizes (prompt tuning starts from the task's
+        label words, so it needs ``task`` and ``tokenizer``)."""
+        lora = dict(r=self.r, lora_alpha=self.lora_alpha, target_modules=list(self.target_modules))
+        kwargs = {"full": {}, "bitfit": {}, "lora": lora, "qlora": lora,
+                  "prefix": dict(num_virtual_tokens=self.num_virtual_tokens),
+                  "prompt": dict(num_virtual_tokens=self.num_virtual_tokens, init="text", tokenizer=tokenizer,
+                                 init_text=" ".join(task.label_words) if task is not None else None),
+                  "adapter": dict(placement="pfeiffer", bottleneck_size=self.bottleneck_size),
+                  "parallel_adapter": dict(bottleneck_size=self.bottleneck_size, scaling=self.parallel_scaling),
+                  "mam": dict(num_virtual_tokens=self.mam_virtual_tokens, bottleneck_size=self.bottleneck_size,
+                              scaling=self.parallel_scaling)}
+        return get_method(method).Config(**kwargs[method])
+
     def __post_init__(self):
         for name in ("r", "num_virtual_tokens", "mam_virtual_tokens", "bottleneck_size"):
             v = getattr(self, name)
@@ -68,64 +81,16 @@ class MethodSettings:
                                   f"use e.g. {name}=8.")
 
 
-def _linear_shapes(model, names):
-    from .methods.targets import is_linear, linear_shape, matches
-    return [linear_shape(m) for n, m in model.named_modules() if n and is_linear(m) and matches(n, list(names))]
-
-
 def build_method(method: str, model, tokenizer, task, settings: MethodSettings | None = None):
     """A fresh copy of ``model`` with ``method`` applied: ``(model to train, formula count)``.
 
-    The base model is left unchanged. The formula is the method's parameter count from its
-    definition, computed from the architecture (not from the built model).
+    The base model is left unchanged. Every method goes through the same three calls of
+    :mod:`course_lib.methods.catalog`: its ``Config`` (from ``settings``), ``apply`` and
+    ``expected_parameters`` (the formula, from the architecture, not from the built model).
     """
-    from .methods import adapters as A
-    from .methods import unified as U
-    from .methods.bitfit import BitFitConfig, apply_bitfit
-    from .methods.lora import LoraConfig, apply_lora, lora_param_count
-    from .methods.prefix_tuning import KVLayout, PrefixTuningConfig, apply_prefix_tuning, prefix_tuning_cost
-    from .methods.prompt_tuning import PromptTuningConfig, apply_prompt_tuning, prompt_tuning_cost
-    from .methods.qlora import QLoraConfig, apply_qlora
-    from .models import count_parameters
-
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}.", f"use one of {list(METHODS)}.")
-    s = settings or MethodSettings()
-    m = copy.deepcopy(model)
-    d = model.config.hidden_size
-    n_blocks = model.config.num_hidden_layers
-    targets = list(s.target_modules)
-    if method == "full":
-        m.requires_grad_(True)
-        return m, count_parameters(model)
-    if method == "bitfit":
-        apply_bitfit(m, BitFitConfig())
-        import torch.nn as nn
-        return m, sum(x.out_features for n, x in model.named_modules()       # one bias per output feature
-                      if isinstance(x, nn.Linear) and not n.endswith("lm_head"))
-    if method in ("lora", "qlora"):
-        formula = sum(lora_param_count(out, inp, s.r) for out, inp in _linear_shapes(model, targets))
-        if method == "lora":
-            return apply_lora(m, LoraConfig(r=s.r, lora_alpha=s.lora_alpha, target_modules=targets)), formula
-        return apply_qlora(m, QLoraConfig(r=s.r, lora_alpha=s.lora_alpha, target_modules=targets)), formula
-    layout = KVLayout.from_config(model.config)
-    if method == "prefix":
-        cfg = PrefixTuningConfig(num_virtual_tokens=s.num_virtual_tokens)
-        return apply_prefix_tuning(m, cfg), prefix_tuning_cost(layout, cfg)
-    if method == "prompt":
-        cfg = PromptTuningConfig(s.num_virtual_tokens, init="text", init_text=" ".join(task.label_words))
-        return apply_prompt_tuning(m, cfg, tokenizer=tokenizer), prompt_tuning_cost(s.num_virtual_tokens, d)
-    if method == "adapter":
-        A.apply_adapters(m, A.AdapterConfig(placement="pfeiffer", bottleneck_size=s.bottleneck_size), name="task")
-        return m, n_blocks * A.adapter_parameter_count(d, s.bottleneck_size)
-    if method == "parallel_adapter":
-        U.apply_unified(m, U.UnifiedConfig.parallel_adapter(s.bottleneck_size, s.parallel_scaling))
-        return m, n_blocks * U.unified_parameter_count(d, d, s.bottleneck_size)
-    cfg = U.MAMConfig(num_virtual_tokens=s.mam_virtual_tokens, bottleneck_size=s.bottleneck_size,
-                      scaling=s.parallel_scaling)
-    formula = (prefix_tuning_cost(layout, PrefixTuningConfig(num_virtual_tokens=s.mam_virtual_tokens))
-               + n_blocks * U.unified_parameter_count(d, d, s.bottleneck_size))
-    return U.apply_mam(m, cfg), formula
+    spec = get_method(method)
+    config = (settings or MethodSettings()).config(method, task, tokenizer)
+    return spec.apply(copy.deepcopy(model), config), spec.expected_parameters(model, config)
 
 
 @dataclass

@@ -517,3 +517,9 @@ def expected_adapter_parameters(model: nn.Module, config: AdapterConfig) -> int:
     n_blocks = len(blocks) if config.layers_to_transform is None else len(config.layers_to_transform)
     d = _hidden_size(model)
     return n_blocks * len(config.sites) * adapter_parameter_count(d, config.bottleneck(d))
+
+
+# --- the method protocol (course_lib.methods.catalog) ---------------------------------------------
+Config = AdapterConfig
+apply = apply_adapters
+expected_parameters = expected_adapter_parameters

@@ -108,3 +108,23 @@ def apply_probing(model: nn.Module, untie: bool = True) -> list[str]:
     if getattr(head, "bias", None) is not None:
         head.bias.requires_grad_(True)
     return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+# --- the method protocol (course_lib.methods.catalog) ---------------------------------------------
+Config = BitFitConfig
+
+
+def apply(model: nn.Module, config: BitFitConfig | None = None) -> nn.Module:
+    """:func:`apply_bitfit`, returning the model (in place) like every other method."""
+    apply_bitfit(model, config)
+    return model
+
+
+def expected_parameters(model: nn.Module, config: BitFitConfig) -> int:
+    """One bias per output feature of every targeted linear layer (existing biases, and the zero ones it
+    adds when ``add_missing_biases``), plus the norm weights and biases with ``train_norms``."""
+    layers = _linear_layers(model, config.target_modules)
+    total = sum(linear_shape(m)[0] for m in layers.values() if m.bias is not None or config.add_missing_biases)
+    if config.train_norms:
+        total += sum(p.numel() for m in model.modules() if _is_norm(m) for p in m.parameters(recurse=False))
+    return total

@@ -402,3 +402,15 @@ def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int =
             if i >= warmup:
                 times[name].append(1000 * (time.perf_counter() - t0))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+# --- the method protocol (course_lib.methods.catalog) ---------------------------------------------
+Config = LoraConfig
+apply = apply_lora
+
+
+def expected_parameters(model: nn.Module, config: LoraConfig) -> int:
+    """``sum over targets of r (d + k)`` (plus ``d`` per layer for DoRA's magnitude), from the shapes alone."""
+    names = find_targets(model, resolve_target_modules(model, config), method="LoRA")
+    shapes = [linear_shape(model.get_submodule(n)) for n in names]
+    return sum(lora_param_count(d, k, config.r) + (d if config.use_dora else 0) for d, k in shapes)

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .base import AdaptedModel
 from .targets import check_fits
 
 INIT_WEIGHTS = ("random", "zero")
@@ -180,7 +181,7 @@ def prefix_cache(key_values: torch.Tensor, model_config):
     return cache
 
 
-class PrefixTuningModel(nn.Module):
+class PrefixTuningModel(AdaptedModel):
     """A frozen causal LM with one or more named prefixes (``prefixes``: an ``nn.ModuleDict``)."""
 
     def __init__(self, base_model, config: PrefixTuningConfig, name: str = "default"):
@@ -263,8 +264,6 @@ class PrefixTuningModel(nn.Module):
         kwargs[cache_argument(self.base_model)] = cache
         return self.base_model(input_ids=input_ids, attention_mask=mask, labels=labels, **kwargs)
 
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, eos_token_id=None,
@@ -309,3 +308,13 @@ def apply_prefix_tuning(model, config: PrefixTuningConfig | None = None, name: s
     for param in model.parameters():
         param.requires_grad_(False)
     return PrefixTuningModel(model, config, name)
+
+
+# --- the method protocol (course_lib.methods.catalog) ---------------------------------------------
+Config = PrefixTuningConfig
+apply = apply_prefix_tuning
+
+
+def expected_parameters(model, config: PrefixTuningConfig) -> int:
+    """:func:`prefix_tuning_cost` for the model's key/value layout."""
+    return prefix_tuning_cost(KVLayout.from_config(model.config), config)

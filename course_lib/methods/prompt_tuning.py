@@ -33,12 +33,13 @@ checks that the logits equal peft's.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .base import AdaptedModel
 from .targets import check_fits
 
 INITS = ("random", "vocab", "text")
@@ -50,8 +51,8 @@ class PromptTuningConfig:
     """Settings of prompt tuning / P-tuning.
 
     ``num_virtual_tokens``: p, the soft prompt's length. ``init``: ``"random"``, ``"vocab"`` or
-    ``"text"`` (then ``init_text`` is tokenised with the tokenizer passed to
-    :func:`apply_prompt_tuning`). ``encoder``: ``"none"`` (prompt tuning), ``"mlp"`` or ``"lstm"``
+    ``"text"`` (then ``init_text`` is tokenised with ``tokenizer``, or the one passed to
+    :func:`apply_prompt_tuning`; peft's config names it by ``tokenizer_name_or_path``). ``encoder``: ``"none"`` (prompt tuning), ``"mlp"`` or ``"lstm"``
     (P-tuning's prompt encoder, hidden size ``encoder_hidden_size``; the LSTM has
     ``encoder_num_layers`` layers and ``encoder_dropout``).
     """
@@ -63,6 +64,7 @@ class PromptTuningConfig:
     encoder_hidden_size: int = 128
     encoder_num_layers: int = 2
     encoder_dropout: float = 0.0
+    tokenizer: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if isinstance(self.num_virtual_tokens, bool) or not isinstance(self.num_virtual_tokens, int) \
@@ -151,7 +153,7 @@ class SoftPrompt(nn.Module):
         return x
 
 
-class PromptTuningModel(nn.Module):
+class PromptTuningModel(AdaptedModel):
     """A frozen causal LM behind a soft prompt.
 
     ``forward(input_ids, attention_mask, labels)`` returns the base model's output on
@@ -209,8 +211,6 @@ class PromptTuningModel(nn.Module):
         new = self.base_model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
         return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
 
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 def apply_prompt_tuning(model, config: PromptTuningConfig | None = None, tokenizer=None) -> PromptTuningModel:
@@ -224,4 +224,24 @@ def apply_prompt_tuning(model, config: PromptTuningConfig | None = None, tokeniz
                           "pass a transformers causal LM (e.g. from course_lib.models.load_model()).")
     for param in model.parameters():
         param.requires_grad_(False)
-    return PromptTuningModel(model, config, tokenizer)
+    return PromptTuningModel(model, config, tokenizer if tokenizer is not None else config.tokenizer)
+
+
+# --- the method protocol (course_lib.methods.catalog) ---------------------------------------------
+Config = PromptTuningConfig
+apply = apply_prompt_tuning
+
+
+def expected_parameters(model, config: PromptTuningConfig) -> int:
+    """``p d`` for the soft prompt, plus P-tuning's encoder: an MLP ``d -> h -> h -> d``, or a
+    bidirectional LSTM (``encoder_num_layers`` layers of width ``h``) and an MLP ``2h -> 2h -> d``."""
+    d, h = model.get_input_embeddings().embedding_dim, config.encoder_hidden_size
+    total = prompt_tuning_cost(config.num_virtual_tokens, d)
+    if config.encoder == "mlp":
+        total += (d * h + h) + (h * h + h) + (h * d + d)
+    elif config.encoder == "lstm":
+        for layer in range(config.encoder_num_layers):
+            inp = d if layer == 0 else 2 * h
+            total += 2 * 4 * h * (inp + h + 2)               # two directions: W_ih, W_hh, b_ih, b_hh
+        total += (2 * h * 2 * h + 2 * h) + (2 * h * d + d)
+    return total

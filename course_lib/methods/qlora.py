@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import nf4
-from .lora import LoraConfig, LoraLayer, check_rank, lora_layers, resolve_target_modules
-from .targets import find_targets, matches, set_module
+from .lora import LoraConfig, LoraLayer, check_rank, lora_layers, lora_param_count, resolve_target_modules
+from .targets import find_targets, linear_shape, matches, set_module
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -328,3 +328,15 @@ def load_qlora_bnb(name: str | None = None, lora_config: LoraConfig | None = Non
     peft_cfg = PeftLoraConfig(r=lora_config.r, lora_alpha=lora_config.lora_alpha, lora_dropout=lora_config.lora_dropout,
                               target_modules=targets, use_rslora=lora_config.use_rslora, task_type="CAUSAL_LM")
     return get_peft_model(model, peft_cfg), tok
+
+
+# --- the method protocol (course_lib.methods.catalog) ---------------------------------------------
+Config = QLoraConfig
+apply = apply_qlora
+
+
+def expected_parameters(model: nn.Module, config: QLoraConfig) -> int:
+    """Trainable numbers: LoRA's ``r (d + k)`` per target; the 4-bit base trains nothing."""
+    names = find_targets(model, resolve_target_modules(model, config), method="QLoRA",
+                         accept=lambda m: isinstance(m, nn.Linear), skip=config.skip_modules)
+    return sum(lora_param_count(*linear_shape(model.get_submodule(n)), config.r) for n in names)

@@ -468,3 +468,10 @@ def apply_mam(model, config: MAMConfig | None = None):
     for layer in unified_layers(model).values():  # apply_prefix_tuning froze the base, adapters included
         layer.delta.requires_grad_(True)
     return wrapped
+
+
+# --- the method protocol (course_lib.methods.catalog) ---------------------------------------------
+Config = UnifiedConfig
+ParallelAdapterConfig = UnifiedConfig.parallel_adapter   # He et al.'s scaled parallel adapter (s = 4) at the FFN
+apply = apply_unified
+expected_parameters = expected_unified_parameters
