@@ -135,73 +135,131 @@ def environment() -> dict:
     return info
 
 
+#: Test examples per method in the capstone: the embedded runtime tests on 100 to stay within the lecture's
+#: time budget; ``None`` takes the runtime's full evaluation budget.
+CAPSTONE_EVAL_EXAMPLES = {"embedded": 100, "gpu": None}
+
+
+@dataclass
+class Capstone:
+    """The fixed part of the capstone: the model, task, training settings, test split and baseline.
+
+    Built by :meth:`prepare`; then, for each method, :meth:`measure` trains an adapted copy with the
+    shared loop and returns its row, and :meth:`result` gathers the rows. Every method starts from the
+    same weights and sees the same batches (same ``seed``).
+    """
+
+    runtime: object
+    model: object
+    tokenizer: object
+    task: object
+    train_config: object
+    test: list
+    learning_rates: dict
+    base_parameters: int
+    baseline: float
+    settings: MethodSettings
+    measure_memory: bool = True
+    progress: bool = True
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def prepare(cls, runtime=None, *, model=None, tokenizer=None, task=None, settings: MethodSettings | None = None,
+                steps: int | None = None, batch_size: int | None = None, eval_examples: int | None = None,
+                learning_rates: dict | None = None, seed: int = 0, measure_memory: bool = True,
+                progress: bool = True) -> "Capstone":
+        """``steps``/``batch_size`` default to ``runtime.budget``, ``eval_examples`` to
+        :data:`CAPSTONE_EVAL_EXAMPLES`; ``model``/``tokenizer`` to ``load_model(runtime=runtime)``; ``task`` to
+        ``downstream_task(runtime)``; ``learning_rates`` override :data:`LEARNING_RATES` per method."""
+        from .models import count_parameters, load_model
+        from .runtime import get_runtime
+        from .tasks import downstream_task
+        from .training import TrainConfig, accuracy
+
+        rt = runtime or get_runtime()
+        if model is None:
+            model, tokenizer = load_model(runtime=rt)
+        elif tokenizer is None:
+            raise ConfigError("the capstone got a model but no tokenizer.", "pass tokenizer= as well.")
+        task = task or downstream_task(rt)
+        if eval_examples is None:
+            eval_examples = CAPSTONE_EVAL_EXAMPLES.get(rt.name)
+        config = TrainConfig.from_runtime(rt, seed=seed, **{k: v for k, v in dict(
+            steps=steps, batch_size=batch_size, eval_examples=eval_examples).items() if v is not None})
+        test = task["test"][:config.eval_examples]
+        lrs = {**LEARNING_RATES["gpu" if rt.is_gpu else "embedded"], **(learning_rates or {})}
+        return cls(rt, model, tokenizer, task, config, test, lrs, count_parameters(model),
+                   accuracy(model, tokenizer, task, test), settings or MethodSettings(), measure_memory, progress)
+
+    def method_config(self, method: str):
+        """The validated ``Config`` of ``method`` at the capstone's shared sizes."""
+        return self.settings.config(method, self.task, self.tokenizer)
+
+    def measure(self, method: str, tuned, formula: int) -> dict:
+        """Train ``tuned`` (the adapted copy) with the shared loop; one row of the table."""
+        import torch
+
+        from .memory import measure_training_step
+        from .training import TrainConfig, accuracy, encode_examples, train
+
+        config, task, lr = self.train_config, self.task, self.learning_rates[method]
+        peak = None
+        if self.measure_memory:
+            probe = copy.deepcopy(tuned)
+            g = torch.Generator().manual_seed(config.seed)
+            idx = torch.randperm(len(task["train"]), generator=g)[:config.batch_size].tolist()
+            batch = encode_examples(self.tokenizer, task, [task["train"][i] for i in idx], config.max_length)
+            peak = measure_training_step(probe, batch, lr=lr).peak
+            del probe
+        torch.manual_seed(config.seed)
+        result = train(tuned, self.tokenizer, task, TrainConfig(**{**asdict(config), "lr": lr, "eval_every": 0}),
+                       progress=self.progress)
+        return {"method": method, "label": LABELS.get(method, method), "trainable": result.trainable,
+                "formula": formula, "base_parameters": self.base_parameters,
+                "fraction": result.trainable / self.base_parameters,
+                "accuracy": accuracy(tuned, self.tokenizer, task, self.test), "baseline": self.baseline,
+                "seconds": result.seconds, "peak_memory_bytes": peak, "lr": lr, "steps": config.steps,
+                "final_loss": sum(result.losses[-10:]) / max(1, len(result.losses[-10:]))}
+
+    def result(self, rows: list[dict]) -> Comparison:
+        """The rows, the untrained baseline and what it takes to reproduce them."""
+        config = self.train_config
+        meta = {"runtime": self.runtime.name, "device": str(self.runtime.device),
+                "model": getattr(self.model, "name_or_path", type(self.model).__name__), "task": self.task.name,
+                "test_examples": len(self.test), "steps": config.steps, "batch_size": config.batch_size,
+                "seed": config.seed, "settings": asdict(self.settings),
+                "wall_seconds": time.perf_counter() - self.started,
+                "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment()}
+        return Comparison(rows, self.baseline, meta)
+
+
 def compare_methods(runtime=None, methods=None, *, steps: int | None = None, batch_size: int | None = None,
                     model=None, tokenizer=None, task=None, settings: MethodSettings | None = None,
                     learning_rates: dict | None = None, eval_examples: int | None = None, seed: int = 0,
                     measure_memory: bool = True, progress: bool = True,
                     on_row: Callable[[dict], None] | None = None) -> Comparison:
-    """Train every method in ``methods`` (default: all of :data:`METHODS`) on the runtime's task.
-
-    ``steps``/``batch_size``/``eval_examples`` default to ``runtime.budget``; ``model``/``tokenizer``
-    to ``load_model(runtime=runtime)``; ``task`` to ``downstream_task(runtime)``. Every method starts
-    from the same weights and sees the same batches (same ``seed``). ``learning_rates`` overrides
-    :data:`LEARNING_RATES` per method. ``on_row(row)`` is called after each method (to print as it goes).
-    """
+    """Train every method in ``methods`` (default: all of :data:`METHODS`) on the runtime's task: the
+    loop of lecture 08's capstone (see :class:`Capstone` for the arguments). ``on_row(row)`` is called
+    after each method (to print as it goes)."""
     import torch
     from tqdm.auto import tqdm
 
-    from .memory import measure_training_step
-    from .models import count_parameters, load_model
-    from .runtime import get_runtime
-    from .tasks import downstream_task
-    from .training import TrainConfig, accuracy, encode_examples, train
-
-    rt = runtime or get_runtime()
     methods = list(METHODS if methods is None else methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown or no methods: {unknown or methods}.", f"pick from {list(METHODS)}.")
-    if model is None:
-        model, tokenizer = load_model(runtime=rt)
-    elif tokenizer is None:
-        raise ConfigError("compare_methods got a model but no tokenizer.", "pass tokenizer= as well.")
-    task = task or downstream_task(rt)
-    lrs = {**LEARNING_RATES["gpu" if rt.is_gpu else "embedded"], **(learning_rates or {})}
-    config = TrainConfig.from_runtime(rt, seed=seed, **{k: v for k, v in dict(
-        steps=steps, batch_size=batch_size, eval_examples=eval_examples).items() if v is not None})
-    test = task["test"][:config.eval_examples]
-    base_params = count_parameters(model)
-    baseline = accuracy(model, tokenizer, task, test)
+    bench = Capstone.prepare(runtime, model=model, tokenizer=tokenizer, task=task, settings=settings, steps=steps,
+                             batch_size=batch_size, eval_examples=eval_examples, learning_rates=learning_rates,
+                             seed=seed, measure_memory=measure_memory, progress=progress)
     rows = []
-    started = time.perf_counter()
-    for method in tqdm(methods, desc="methods", disable=not progress):
+    for key in tqdm(methods, desc="methods", disable=not progress):
         torch.manual_seed(seed)
-        m, formula = build_method(method, model, tokenizer, task, settings)
-        peak = None
-        if measure_memory:
-            probe = copy.deepcopy(m)
-            g = torch.Generator().manual_seed(seed)
-            idx = torch.randperm(len(task["train"]), generator=g)[:config.batch_size].tolist()
-            batch = encode_examples(tokenizer, task, [task["train"][i] for i in idx], config.max_length)
-            peak = measure_training_step(probe, batch, lr=lrs[method]).peak
-            del probe
-        torch.manual_seed(seed)
-        result = train(m, tokenizer, task, TrainConfig(**{**asdict(config), "lr": lrs[method], "eval_every": 0}),
-                       progress=progress)
-        row = {"method": method, "label": LABELS[method], "trainable": result.trainable, "formula": formula,
-               "base_parameters": base_params, "fraction": result.trainable / base_params,
-               "accuracy": accuracy(m, tokenizer, task, test), "baseline": baseline, "seconds": result.seconds,
-               "peak_memory_bytes": peak, "lr": lrs[method], "steps": config.steps,
-               "final_loss": sum(result.losses[-10:]) / max(1, len(result.losses[-10:]))}
-        rows.append(row)
+        tuned, formula = build_method(key, bench.model, bench.tokenizer, bench.task, bench.settings)
+        rows.append(bench.measure(key, tuned, formula))
         if on_row is not None:
-            on_row(row)
-        del m
-    meta = {"runtime": rt.name, "device": str(rt.device), "model": getattr(model, "name_or_path", type(model).__name__),
-            "task": task.name, "test_examples": len(test), "steps": config.steps, "batch_size": config.batch_size,
-            "seed": seed, "settings": asdict(settings or MethodSettings()), "wall_seconds": time.perf_counter() - started,
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment()}
-    return Comparison(rows, baseline, meta)
+            on_row(rows[-1])
+        del tuned
+    return bench.result(rows)
 
 
 def save_comparison(comparison: Comparison, path: str | Path) -> Path:
