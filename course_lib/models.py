@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DeviceUnavailableError, HubUnavailableError, ModelNotFoundError, UnknownModelError
+from .errors import DeviceUnavailableError, HubUnavailableError, ModelNotFoundError, UnknownModelError, require
 
 
 def _resolve(name: str) -> tuple[str, str]:
@@ -116,3 +116,33 @@ def weights_fingerprint(model) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def load_qlora_bnb(name: str | None = None, lora_config: LoraConfig | None = None, *, runtime=None,
+                   double_quant: bool = True, compute_dtype=None, gradient_checkpointing: bool = False):
+    """The library way: 4-bit loading + ``prepare_model_for_kbit_training`` + peft LoRA.
+
+    Returns ``(peft_model, tokenizer)``. ``name`` is anything :func:`course_lib.models.load_model`
+    accepts (the embedded model, a registry key, a local directory); ``lora_config`` is the course's
+    :class:`~course_lib.methods.lora.LoraConfig`. Works on CPU with bitsandbytes >= 0.45 and on CUDA.
+    """
+    import torch
+
+    from .methods.lora import LoraConfig
+    from .methods.qlora import bnb_config
+    from .runtime import get_runtime
+
+    require("peft", "QLoRA with peft")
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    compute_dtype = torch.float32 if compute_dtype is None else compute_dtype
+    lora_config = lora_config or LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+    rt = runtime or get_runtime()
+    model, tok = load_model(name, runtime=rt, quantization_config=bnb_config(double_quant, compute_dtype=compute_dtype),
+                            device_map=rt.device)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    targets = lora_config.target_modules
+    peft_cfg = PeftLoraConfig(r=lora_config.r, lora_alpha=lora_config.lora_alpha, lora_dropout=lora_config.lora_dropout,
+                              target_modules=targets, use_rslora=lora_config.use_rslora, task_type="CAUSAL_LM")
+    return get_peft_model(model, peft_cfg), tok

@@ -113,7 +113,7 @@ def draw_explorer(data: LoraExplorerData, r: int, alpha: float, group: str, fig=
     """The four panels for one setting: parameters, approximation error, sweep accuracy, scale."""
     import matplotlib.pyplot as plt
 
-    from .methods.lora import lora_param_count
+    from .methods.lora import lora_param_count, rank_error_curve
     from .plotting import lora as lp
 
     state = explorer_state(data, r, alpha, group)
@@ -130,8 +130,8 @@ def draw_explorer(data: LoraExplorerData, r: int, alpha: float, group: str, fig=
                 title="parameters")
     axes[0].set_xscale("log", base=2)
     axes[0].legend(fontsize=7)
-    spectra = {f"{group} #{i}": s for i, s in enumerate(data.spectra[group][:4])}
-    lp.plot_rank_error(spectra, ax=axes[1], current=r)
+    curves = {f"{group} #{i}": rank_error_curve(s) for i, s in enumerate(data.spectra[group][:4])}
+    lp.plot_rank_error(curves, ax=axes[1], current=r)
     axes[1].set_title(f"rank-r error of full-FT ΔW ({group})")
     if data.sweep:
         lp.plot_sweep(data.sweep, data.baseline, data.full, ax=axes[2], current=(group, state["sweep_r"]))

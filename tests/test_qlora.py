@@ -155,8 +155,10 @@ def test_storage_is_about_4127_bits_per_weight(llama64):
 def test_load_qlora_bnb_trains_on_cpu():
     from course_lib.runtime import select_runtime
 
-    pm, tok = qlora.load_qlora_bnb("embedded-xs", qlora.LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS),
-                                   runtime=select_runtime("embedded"))
+    from course_lib.models import load_qlora_bnb
+
+    pm, tok = load_qlora_bnb("embedded-xs", qlora.LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS),
+                             runtime=select_runtime("embedded"))
     assert type(pm).__name__ == "PeftModelForCausalLM"
     trainable = [n for n, p in pm.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)

@@ -378,6 +378,14 @@ def rank_r_error(delta_or_singular_values: torch.Tensor, r: int) -> float:
     return float(((s[r:] ** 2).sum() / total).sqrt())
 
 
+def rank_error_curve(delta_or_singular_values: torch.Tensor, max_rank: int | None = None) -> list[float]:
+    """:func:`rank_r_error` for ``r = 0, 1, ..., n`` (``n``: the number of singular values, or ``max_rank``)."""
+    s = delta_or_singular_values
+    s = singular_values(s) if s.dim() == 2 else s
+    n = min(len(s), max_rank) if max_rank else len(s)
+    return [rank_r_error(s, r) for r in range(n + 1)]
+
+
 @torch.no_grad()
 def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int = 3) -> dict[str, float]:
     """Median wall time of one forward pass, in milliseconds, for each model in ``models``.

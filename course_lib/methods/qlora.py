@@ -14,7 +14,7 @@ and ``B`` train. Memory: the base costs ~4.127 bits a weight instead of 16.
 Merging ``W + s B A`` into a 4-bit base has to re-quantise the sum, so it is lossy (unlike LoRA
 on a 16-bit base); :func:`merge_error` measures it.
 
-The same thing with the libraries, :func:`load_qlora_bnb`: transformers loads the model with a
+The same thing with the libraries, :func:`course_lib.models.load_qlora_bnb`: transformers loads the model with a
 ``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)``,
 ``peft.prepare_model_for_kbit_training`` freezes it and casts the small fp16/bf16 parameters to fp32,
 and ``peft.get_peft_model`` adds the LoRA pairs. ``tests/test_qlora.py`` checks that
@@ -301,33 +301,6 @@ def bnb_config(double_quant: bool = True, quant_type: str = "nf4", compute_dtype
                           "use quant_type='nf4'.")
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
                               bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype)
-
-
-def load_qlora_bnb(name: str | None = None, lora_config: LoraConfig | None = None, *, runtime=None,
-                   double_quant: bool = True, compute_dtype=torch.float32, gradient_checkpointing: bool = False):
-    """The library way: 4-bit loading + ``prepare_model_for_kbit_training`` + peft LoRA.
-
-    Returns ``(peft_model, tokenizer)``. ``name`` is anything :func:`course_lib.models.load_model`
-    accepts (the embedded model, a registry key, a local directory). Works on CPU with
-    bitsandbytes >= 0.45 and on CUDA.
-    """
-    from ..errors import require
-    from ..models import load_model
-
-    require("peft", "QLoRA with peft")
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    lora_config = lora_config or LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
-    from ..runtime import get_runtime
-    rt = runtime or get_runtime()
-    model, tok = load_model(name, runtime=rt, quantization_config=bnb_config(double_quant, compute_dtype=compute_dtype),
-                            device_map=rt.device)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    targets = lora_config.target_modules
-    peft_cfg = PeftLoraConfig(r=lora_config.r, lora_alpha=lora_config.lora_alpha, lora_dropout=lora_config.lora_dropout,
-                              target_modules=targets, use_rslora=lora_config.use_rslora, task_type="CAUSAL_LM")
-    return get_peft_model(model, peft_cfg), tok
 
 
 # --- the method protocol (course_lib.methods.catalog) ---------------------------------------------

@@ -10,13 +10,12 @@ def _ax(ax, figsize=(5, 3.5)):
     return ax
 
 
-def plot_parameter_counts(d: int, k: int, ranks, ax=None):
-    """Trainable numbers ``r (d + k)`` of one LoRA pair against the full ``d k`` matrix, log scale."""
-    from ..methods.lora import lora_param_count
-
+def plot_parameter_counts(d: int, k: int, counts: dict, ax=None):
+    """Trainable numbers of one LoRA pair (``counts``: rank -> ``r (d + k)``, from
+    :func:`course_lib.methods.lora.lora_param_count`) against the full ``d k`` matrix, log scale."""
     ax = _ax(ax)
-    ranks = list(ranks)
-    ax.plot(ranks, [lora_param_count(d, k, r) for r in ranks], "o-", label="LoRA: r (d + k)")
+    ranks = sorted(counts)
+    ax.plot(ranks, [counts[r] for r in ranks], "o-", label="LoRA: r (d + k)")
     ax.axhline(d * k, color="k", ls="--", label=f"full matrix: d k = {d * k:,}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -115,14 +114,12 @@ def plot_singular_values(spectra: dict, ax=None, top: int | None = None):
     return ax
 
 
-def plot_rank_error(spectra: dict, ax=None, max_rank: int | None = None, current: int | None = None):
-    """Relative Frobenius error of the best rank-r approximation of each update against r."""
-    from ..methods.lora import rank_r_error
-
+def plot_rank_error(curves: dict, ax=None, current: int | None = None):
+    """Relative Frobenius error of the best rank-r approximation of each update against r
+    (``curves``: name -> errors for r = 0, 1, ..., from :func:`course_lib.methods.lora.rank_error_curve`)."""
     ax = _ax(ax)
-    for name, s in spectra.items():
-        n = min(len(s), max_rank) if max_rank else len(s)
-        ax.plot(range(0, n + 1), [rank_r_error(s, r) for r in range(0, n + 1)], label=name)
+    for name, errors in curves.items():
+        ax.plot(range(len(errors)), errors, label=name)
     if current is not None:
         ax.axvline(current, color="red", lw=1)
     ax.set_xlabel("rank r of the approximation")
