@@ -116,33 +116,20 @@ def _device(model) -> torch.device:
 @torch.no_grad()
 def label_log_likelihoods(model, tokenizer, task, examples, batch_size: int = 64) -> torch.Tensor:
     """``log p(" " + label_word | prompt)`` for every example and label word: shape (n, n_labels)."""
+    from .scoring import continuation_log_probs
+
     was_training = model.training
     model.eval()
-    device = _device(model)
     n_labels = len(task.label_words)
-    pairs = [(ex, j) for ex in examples for j in range(n_labels)]
-    scores = torch.empty(len(pairs))
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        rows = []
-        for ex, j in chunk:
-            prompt = task.prompt(ex)
-            ids = tokenizer(prompt + " " + task.label_words[j]).input_ids
+    rows = []
+    for ex in examples:
+        prompt = task.prompt(ex)
+        for word in task.label_words:
+            ids = tokenizer(prompt + " " + word).input_ids
             rows.append((ids, _prompt_length(tokenizer, prompt, ids)))
-        width = max(len(ids) for ids, _ in rows)
-        x = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros_like(x)
-        for i, (ids, _) in enumerate(rows):
-            x[i, :len(ids)] = torch.tensor(ids)
-            mask[i, :len(ids)] = 1
-        logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits[:, -width:].float()
-        logp = torch.log_softmax(logits, dim=-1).cpu()
-        for i, (ids, n_prompt) in enumerate(rows):
-            positions = torch.arange(n_prompt - 1, len(ids) - 1)
-            targets = torch.tensor(ids[n_prompt:])
-            scores[start + i] = logp[i, positions, targets].sum()
+    scores = continuation_log_probs(model, rows, pad_id=tokenizer.pad_token_id or 0, batch_size=batch_size)
     model.train(was_training)
-    return scores.view(len(examples), n_labels)
+    return torch.tensor(scores).view(len(examples), n_labels)
 
 
 def accuracy(model, tokenizer, task, examples, batch_size: int = 64) -> float:
