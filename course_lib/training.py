@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .precision import precision_for
 
 
 def conditional_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -193,7 +194,8 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
 
     Batches are drawn with a seeded RNG, so a run is reproducible on CPU. ``after_step(step, model)``
     runs after every optimiser step (pruning re-applies its masks there). Evaluates validation
-    accuracy every ``eval_every`` steps and at the end.
+    accuracy every ``eval_every`` steps and at the end. The forward runs in the device's mixed precision
+    (:func:`course_lib.precision.precision_for`: fp32 on CPU, bf16 or fp16 with grad scaling on CUDA).
     """
     from tqdm.auto import tqdm
 
@@ -207,6 +209,8 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    precision = precision_for(device)   # fp32 on CPU; bf16 autocast, or fp16 autocast + grad scaling, on CUDA
+    scaler = precision.grad_scaler()
     result = TrainResult(trainable=sum(p.numel() for p in {id(p): p for p in params}.values()))
     bar = tqdm(range(1, config.steps + 1), desc="training", disable=not progress, mininterval=0.5)
     for step in bar:
@@ -214,10 +218,12 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
         model.train()
         batch = encode_examples(tokenizer, task, rng.sample(data, min(config.batch_size, len(data))), config.max_length)
         T = batch["input_ids"].shape[1]
-        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+        with precision.autocast():
+            out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
         loss = conditional_lm_loss(out.logits[:, -T:], batch["labels"].to(device))
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(step, model)
