@@ -369,11 +369,12 @@ def predict_choice(model, tokenizer, contexts: str | Sequence[str], options: Seq
 # ----------------------------------------------------------------------------- evaluation
 def evaluate(model, tokenizer, prompts: Sequence[str], targets: Sequence, *, options=None,
              normalize: bool = False, parse: Callable[[str], str] | None = None, max_new_tokens: int = 32,
-             batch_size: int = 64, progress: bool = True, desc: str | None = None) -> dict:
+             batch_size: int = 64, progress: bool = True, desc: str | None = None, chat: bool | str = False) -> dict:
     """Accuracy of the model on ``prompts``, batched, with a progress bar.
 
     Without ``options``: greedy generation (:func:`generate`), the first line (after ``parse``,
-    e.g. extracting what follows ``A:``) must equal the target string exactly. With ``options``
+    e.g. extracting what follows ``A:``) must equal the target string exactly; ``chat`` as in :func:`generate`.
+    With ``options``
     (shared list or one list per prompt): multiple choice (:func:`predict_choice`); ``targets``
     are the correct option indices. Returns a plain dict: ``accuracy``, ``n``, ``predictions``,
     ``correct`` (list of bools).
@@ -384,7 +385,7 @@ def evaluate(model, tokenizer, prompts: Sequence[str], targets: Sequence, *, opt
         raise ConfigError("nothing to evaluate: the prompt list is empty.", "pass at least one prompt.")
     if options is None:
         raw = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                       progress=progress, desc=desc)
+                       progress=progress, desc=desc, chat=chat)
         preds = [parse(r) if parse else r for r in raw]
     else:
         preds = predict_choice(model, tokenizer, prompts, options, normalize=normalize,
