@@ -22,7 +22,8 @@ def load(results_dir: Path) -> dict[str, dict]:
     out = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         data = json.loads(path.read_text())
-        out[data["benchmark"]] = data
+        if data.get("benchmark") != "gpu":   # the GPU check has its own section (benchmarks.gpu_report)
+            out[data["benchmark"]] = data
     return out
 
 

@@ -1,0 +1,95 @@
+"""Render ``benchmarks/results/gpu.json`` (written by ``tools/gpu_check.py``) as the README's GPU section.
+
+    python -m benchmarks.gpu_report [--results FILE] [--readme PATH] [--print]
+
+Replaces the text between ``<!-- gpu:start -->`` and ``<!-- gpu:end -->`` in the README. With no
+results file it says that no GPU run has been made (nothing is ever typed in by hand).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import RESULTS_DIR
+
+START, END = "<!-- gpu:start -->", "<!-- gpu:end -->"
+RESULTS = RESULTS_DIR / "gpu.json"
+README = Path(__file__).resolve().parent.parent / "README.md"
+NO_RUN = ("No GPU run yet: the GPU check (`bash tools/gpu_check.sh`) has not been run on a CUDA machine, so "
+          "everything GPU-side in this README is an estimate.\n")
+
+
+def _numbers(check: dict) -> str:
+    """The check's own numbers, compactly (notebook tables are rendered separately)."""
+    skip = {"check", "status", "seconds", "notebooks", "trace", "env"}
+    parts = []
+    for key, value in check.items():
+        if key in skip:
+            continue
+        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+        parts.append(f"{key}: {text[:160]}")
+    return "; ".join(parts).replace("|", "/")
+
+
+def render(data: dict | None) -> str:
+    if not data:
+        return NO_RUN
+    v = data.get("versions", {})
+    gpu = data.get("gpu") or "no GPU"
+    head = (f"GPU check at commit `{data.get('commit', '?')[:10]}` on **{gpu}**"
+            + (f" (compute {'.'.join(map(str, data['capability']))}, {data.get('gpu_memory_gb')} GB)"
+               if data.get("capability") else "")
+            + f", device `{data.get('device')}`, precision {data.get('precision')}; torch {v.get('torch')}, "
+            f"transformers {v.get('transformers')}, peft {v.get('peft')}, bitsandbytes {v.get('bitsandbytes')}. "
+            f"{data['summary']['PASS']} passed, {data['summary']['FAIL']} failed, {data['summary']['SKIP']} skipped "
+            f"in {data.get('wall_seconds')} s.")
+    lines = [head, ""]
+    if data.get("dry_run"):
+        lines += ["**Dry run (no CUDA or --quick): not a GPU result.**", ""]
+    lines += ["| check | status | seconds | numbers |", "|---|---|---|---|"]
+    for c in data["checks"]:
+        lines.append(f"| {c['check']} | {c['status']} | {c['seconds']} | {_numbers(c)} |")
+    for c in data["checks"]:
+        if "notebooks" in c:
+            lines += ["", f"Notebooks, {c.get('runtime', c['check'])}:", "", "| notebook | ok | seconds | error |",
+                      "|---|---|---|---|"]
+            for name, r in c["notebooks"].items():
+                lines.append(f"| {name} | {'yes' if r['ok'] else '**no**'} | {r['seconds']} | "
+                             f"{(r.get('error') or '').replace('|', '/')[:120]} |")
+    return "\n".join(lines) + "\n"
+
+
+def load(path: Path = RESULTS) -> dict | None:
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+
+
+def update_readme(results: Path = RESULTS, readme: Path = README) -> bool:
+    text = Path(readme).read_text()
+    if START not in text or END not in text:
+        return False
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    Path(readme).write_text(head + START + "\n" + render(load(results)) + END + tail)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_report", description=__doc__.splitlines()[0])
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--readme", default=str(README))
+    p.add_argument("--print", action="store_true")
+    args = p.parse_args(argv)
+    if args.print:
+        sys.stdout.write(render(load(Path(args.results))))
+        return 0
+    if not update_readme(Path(args.results), Path(args.readme)):
+        print(f"{args.readme} has no {START} ... {END} block (How to fix: add the two markers).", file=sys.stderr)
+        return 1
+    print(f"updated {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
