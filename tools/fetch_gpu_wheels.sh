@@ -19,10 +19,10 @@ get nbclient nbformat jupyter_client jupyter_core ipykernel ipython ipython_pygm
     rpds-py nest-asyncio decorator jedi parso pexpect ptyprocess prompt_toolkit wcwidth stack_data executing \
     asttokens pure_eval platformdirs
 get ipywidgets widgetsnbextension jupyterlab_widgets
-# keep only bitsandbytes' cu130 library
+# keep only bitsandbytes' cu130 (and CPU) library
 bnb=$(ls .whl/bitsandbytes-*.whl)
 tmp=$(mktemp -d); (cd "$tmp" && unzip -q "$OLDPWD/$bnb")
-find "$tmp" -name 'libbitsandbytes_cuda*' ! -name '*cuda130*' -delete
+find "$tmp" -name 'libbitsandbytes_*' ! -name '*cuda130*' ! -name '*_cpu*' -delete
 rm "$bnb"; (cd "$tmp" && zip -qr "$OLDPWD/$bnb" .); rm -rf "$tmp"
 du -ch .whl/*.whl | tail -1
 ls .whl

@@ -193,14 +193,14 @@ def memory_vs_estimate(device: str, quick: bool):
     overrides = {"num_hidden_layers": 2} if quick else {}
     for method in ("full", "lora"):
         model = build_random_model("smollm2-135m", device=device, **overrides)
+        b, s = 8, 128
+        est = memory.estimate_training_memory(model, method, "fp32", r=8, target_modules=("q_proj", "v_proj"),
+                                              batch_size=b, seq_len=s)
         if method == "lora":
             from course_lib.methods.lora import LoraConfig, apply_lora
             model = apply_lora(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-        b, s = 8, 128
         batch = {"input_ids": torch.randint(0, 49152, (b, s), device=device)}
         batch["labels"] = batch["input_ids"].clone()
-        est = memory.estimate_training_memory(model, method, "fp32", r=8, target_modules=("q_proj", "v_proj"),
-                                              batch_size=b, seq_len=s)
         if device == "cuda":
             torch.cuda.empty_cache()
         measured = memory.measure_training_step(model, batch)
