@@ -61,6 +61,20 @@ def render(data: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_t4_predictions() -> str:
+    """The heavy cells of the gpu runtime with their predicted peak on a T4 (computed by course_lib.memory)."""
+    from course_lib.memory import heavy_cell_table
+
+    lines = ["Predicted peak GPU memory of the heavy cells on a 16 GB T4 under the gpu runtime "
+             "(`course_lib.memory.heavy_cell_table()`: fp16 autocast over fp32 master weights for training, fp16 "
+             "weights for inference; an estimate until the GPU check measures it):", "",
+             "| notebook | cell | what | model | predicted GB |", "|---|---|---|---|---|"]
+    for r in heavy_cell_table("cuda", (7, 5)):
+        what = r["what"] + (" (opt-in, not in the T4 budget)" if r["opt_in"] else "")
+        lines.append(f"| {r['notebook']} | {r['cell']} | {what} | {r['model']} | {r['predicted GB']} |")
+    return "\n".join(lines) + "\n"
+
+
 def load(path: Path = RESULTS) -> dict | None:
     return json.loads(Path(path).read_text()) if Path(path).is_file() else None
 
@@ -71,7 +85,7 @@ def update_readme(results: Path = RESULTS, readme: Path = README) -> bool:
         return False
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    Path(readme).write_text(head + START + "\n" + render(load(results)) + END + tail)
+    Path(readme).write_text(head + START + "\n" + render(load(results)) + "\n" + render_t4_predictions() + END + tail)
     return True
 
 
