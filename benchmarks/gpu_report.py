@@ -7,7 +7,6 @@ results file it says that no GPU run has been made (nothing is ever typed in by 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -90,19 +89,10 @@ def update_readme(results: Path = RESULTS, readme: Path = README) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_report", description=__doc__.splitlines()[0])
-    p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--readme", default=str(README))
-    p.add_argument("--print", action="store_true")
-    args = p.parse_args(argv)
-    if args.print:
-        sys.stdout.write(render(load(Path(args.results))))
-        return 0
-    if not update_readme(Path(args.results), Path(args.readme)):
-        print(f"{args.readme} has no {START} ... {END} block (How to fix: add the two markers).", file=sys.stderr)
-        return 1
-    print(f"updated {args.readme}")
-    return 0
+    from .report import cli
+
+    return cli(argv, prog="python -m benchmarks.gpu_report", doc=__doc__, results=RESULTS, readme=README,
+               printed=lambda r: render(load(r)), update=update_readme, markers=(START, END))
 
 
 if __name__ == "__main__":
