@@ -16,6 +16,7 @@ Checks, each PASS / FAIL / SKIP with its numbers (``benchmarks/results/gpu.json`
 * ``lora_vs_peft``: the course's LoRA against peft's on the device (same init, same logits);
 * ``paged_adamw``: one step of bitsandbytes' PagedAdamW against torch's AdamW;
 * ``memory``: ``torch.cuda.max_memory_allocated`` of a training step against :mod:`course_lib.memory`'s estimate;
+* ``heavy_cells``: each cell of ``memory.HEAVY_CELLS`` re-enacted at full size, measured against its prediction;
 * ``notebooks``: every lecture and solution under ``COURSE_RUNTIME=embedded`` on the device, and (CUDA only)
   under the gpu runtime on the stand-ins; accuracy thresholds on random weights are expected to fail and listed.
 """
@@ -215,6 +216,52 @@ def memory_vs_estimate(device: str, quick: bool):
     return ("PASS" if ok and within else "FAIL"), {"smollm2-135m": rows, "peak_within_20pct": within}
 
 
+def heavy_cells(device: str):
+    """Each heavy cell of the T4 budget re-enacted at full size on the GPU: peak against the prediction."""
+    import torch
+
+    if device != "cuda":
+        return "SKIP", {"why": "full-size models on CUDA only"}
+    from course_lib import memory
+    from course_lib.precision import precision_for
+    from course_lib.registry import build_random_model
+
+    cap = torch.cuda.get_device_capability(0)
+    policy = precision_for("cuda")
+    rows, ok = {}, True
+    for cell in memory.HEAVY_CELLS:
+        label = f"{cell.notebook.split('/')[-1]}:{cell.cell} {cell.model}"
+        if cell.opt_in or cell.method == "qlora":
+            rows[label] = {"measured": None, "why": "opt-in" if cell.opt_in else "QLoRA: measured by the notebook run"}
+            continue
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        keep = [build_random_model(k, device="cuda", dtype=policy.inference_dtype if d == "inference" else torch.float32)
+                for k, d in cell.resident]
+        ids = torch.randint(0, 1000, (cell.batch_size, cell.seq_len), device="cuda")
+        if cell.kind == "infer":
+            model = build_random_model(cell.model, device="cuda", dtype=policy.inference_dtype)
+            with torch.no_grad():
+                model(input_ids=ids, logits_to_keep=cell.logits_positions or 0)
+        else:
+            model = build_random_model(cell.model, device="cuda", dtype=torch.float32)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+            with policy.autocast():
+                loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            del opt
+        peak = torch.cuda.max_memory_allocated() - before
+        predicted = memory.predict_cell_peak(cell, "cuda", cap)
+        rows[label] = {"measured_gb": round(peak / 1e9, 2), "predicted_gb": round(predicted / 1e9, 2),
+                       "ratio": round(peak / predicted, 3)}
+        ok &= 0.8 <= peak / predicted <= 1.2
+        del model, keep
+    torch.cuda.empty_cache()
+    return ("PASS" if ok else "FAIL"), {"capability": list(cap), "cells": rows}
+
+
 def notebooks(paths, env_extra: dict, label: str, timeout: int, jobs: int):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -270,6 +317,7 @@ def main(argv=None) -> int:
     _check("lora_vs_peft", results, lora_vs_peft, args.device)
     _check("paged_adamw", results, paged_adamw, args.device)
     _check("memory", results, memory_vs_estimate, args.device, args.quick)
+    _check("heavy_cells", results, heavy_cells, args.device)
     paths = args.notebooks if args.notebooks is not None else (
         list(QUICK_NOTEBOOKS) if args.quick else [str(p.relative_to(ROOT)) for p in default_notebooks(ROOT)])
     embedded_env = {"COURSE_RUNTIME": "embedded"}
