@@ -45,7 +45,7 @@ def generation_config(*, max_new_tokens: int, temperature: float = 0.0, eos_toke
     if max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens={max_new_tokens}: it must be >= 1.", "pass a positive number of tokens.")
     if isinstance(eos_token_id, Sequence):
-        eos_token_id = list(eos_token_id)
+        eos_token_id = list(eos_token_id) or None
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=None, min_length=0, num_beams=1,
                            num_return_sequences=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
                            length_penalty=1.0, bad_words_ids=None, suppress_tokens=None,
@@ -60,13 +60,19 @@ def generation_config(*, max_new_tokens: int, temperature: float = 0.0, eos_toke
 
 @contextmanager
 def _installed(model, config):
-    """Make ``config`` the model's generation config for the duration of the block."""
-    saved = getattr(model, "generation_config", None)
-    model.generation_config = config
+    """Make ``config`` the generation config of ``model`` and of every module inside it that has one (a wrapper
+    such as prompt tuning or peft calls its base model's ``generate``) for the duration of the block."""
+    owners = [m for m in model.modules() if getattr(m, "generation_config", None) is not None]
+    if model not in owners:
+        owners.insert(0, model)
+    saved = [getattr(m, "generation_config", None) for m in owners]
+    for m in owners:
+        m.generation_config = config
     try:
         yield
     finally:
-        model.generation_config = saved
+        for m, cfg in zip(owners, saved):
+            m.generation_config = cfg
 
 
 def run_generate(model, input_ids, attention_mask, config):

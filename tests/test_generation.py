@@ -111,3 +111,16 @@ def test_chat_needs_a_template(tiny_llama):
         generation.chat_prompt(tok, "hi")
     with pytest.raises(ConfigError, match="auto"):
         generation.wants_chat(tiny_llama, tok, "yes")
+
+
+def test_a_wrapper_cannot_leak_its_base_models_settings(penalised):
+    """Prompt tuning wraps the model and calls the base model's generate: the base's config is replaced too."""
+    from course_lib.methods.prompt_tuning import PromptTuningConfig, apply_prompt_tuning
+
+    model, tok = penalised
+    wrapped = apply_prompt_tuning(model, PromptTuningConfig(num_virtual_tokens=2)).eval()
+    enc = tok(["the film was"], return_tensors="pt")
+    cfg = generation.generation_config(max_new_tokens=6, pad_token_id=tok.pad_token_id)
+    out = generation.run_generate(wrapped, enc["input_ids"], enc["attention_mask"], cfg)
+    assert out[0, -6:].tolist() == [0] * 6        # zero logits, no n-gram block: token 0 six times
+    assert model.generation_config.no_repeat_ngram_size == 1   # the base model's own config is restored
