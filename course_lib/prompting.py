@@ -308,8 +308,6 @@ def score_continuations(model, tokenizer, contexts: str | Sequence[str], continu
     broadcast to every continuation. Sequences are right-padded; the logits at position ``t-1``
     predict token ``t``; only the continuation's positions are scored (:mod:`course_lib.scoring`).
     """
-    import torch
-
     if isinstance(continuations, str):
         continuations = [continuations]
     if isinstance(contexts, str):
