@@ -22,7 +22,8 @@ def load(results_dir: Path) -> dict[str, dict]:
     out = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         data = json.loads(path.read_text())
-        out[data["benchmark"]] = data
+        if data.get("benchmark") != "gpu":   # the GPU check has its own section (benchmarks.gpu_report)
+            out[data["benchmark"]] = data
     return out
 
 
@@ -134,20 +135,27 @@ def update_readme(results_dir: Path = RESULTS_DIR, readme: Path = README) -> boo
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
-    p.add_argument("--results", default=str(RESULTS_DIR))
-    p.add_argument("--readme", default=str(README))
+def cli(argv, *, prog: str, doc: str, results: Path, readme: Path, printed, update, markers: tuple[str, str]) -> int:
+    """The command line of a README renderer: ``--print`` writes ``printed(results)``, else ``update(results, readme)``."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    p.add_argument("--results", default=str(results))
+    p.add_argument("--readme", default=str(readme))
     p.add_argument("--print", action="store_true", help="print the tables instead of editing the README")
     args = p.parse_args(argv)
     if args.print:
-        sys.stdout.write(render(load(Path(args.results))))
+        sys.stdout.write(printed(Path(args.results)))
         return 0
-    if not update_readme(Path(args.results), Path(args.readme)):
-        print(f"{args.readme} has no {START} ... {END} block (How to fix: add the two markers).", file=sys.stderr)
+    if not update(Path(args.results), Path(args.readme)):
+        print(f"{args.readme} has no {markers[0]} ... {markers[1]} block (How to fix: add the two markers).",
+              file=sys.stderr)
         return 1
     print(f"updated {args.readme}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, prog="python -m benchmarks.report", doc=__doc__, results=RESULTS_DIR, readme=README,
+               printed=lambda r: render(load(r)), update=update_readme, markers=(START, END))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ PRECISIONS = {
     "fp16-mixed": (2, 4, 2, 4),
     "bf16": (2, 0, 2, 2),
     "fp16": (2, 0, 2, 2),
+    # torch.autocast over fp32 parameters (what training.train does on CUDA, course_lib.precision): fp32 weights,
+    # gradients and states, plus the 16-bit copies autocast casts for the forward (kept for backward)
+    "amp": (2, 4, 4, 4),
 }
 #: states per parameter and whether torch keeps a step counter (one fp32 scalar per parameter tensor)
 OPTIMIZERS = {"adamw": (2, True), "adam": (2, True), "adamw-8bit": (2, False), "sgd": (0, False),
@@ -505,3 +508,110 @@ def scaled_finetune_cost(key: str, tokens: float, method: str = "full", *, preci
     out.update({"model": key, "method": method, "memory_gb": est.total / 1e9, "gpus": n_gpus, "flops": flops,
                 "hours": seconds / 3600})
     return out
+
+
+# --------------------------------------------------------------------------------------------- per runtime
+#: bytes per value of each dtype name
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def device_dtypes(device) -> tuple[str, str]:
+    """(training precision for :func:`estimate_training_memory`, inference dtype) of ``device``'s policy
+    (:func:`course_lib.precision.precision_for`): ``("fp32", "fp32")`` on CPU, ``("amp", "bf16"|"fp16")`` on CUDA."""
+    from .precision import precision_for
+
+    p = precision_for(device)
+    if p.autocast_dtype is None:
+        return "fp32", "fp32"
+    return "amp", "bf16" if p.name.startswith("bf16") else "fp16"
+
+
+def estimate_inference_memory(model_or_key, *, batch_size: int, seq_len: int, dtype: str = "bf16",
+                              logits_positions: int | None = None, new_tokens: int = 0) -> MemoryEstimate:
+    """Peak bytes of a no-grad forward (scoring) or of generation, at weights stored in ``dtype``.
+
+    Without gradients a layer's activations are freed once the next layer has them, so the working set
+    is one layer's largest transients: the MLP's ``b*s*4*intermediate`` values (gate, up, activation, product),
+    the residual stream and
+    attention's ``b*heads*s*s`` scores (an upper bound: fused attention kernels store none). Added: the
+    logits, ``b * logits_positions * vocab`` values (``logits_positions`` defaults to every position; the
+    course's scoring keeps a few, :mod:`course_lib.scoring`), and for generation the KV cache,
+    ``2 * layers * b * (s + new_tokens) * kv_heads * head_dim`` values.
+    """
+    _check(dtype, tuple(DTYPE_BYTES), "dtype", "'bf16'")
+    nb = DTYPE_BYTES[dtype]
+    cfg = _config(model_or_key)
+    n_params = count_params(model_or_key)
+    h = getattr(cfg, "hidden_size", None) or cfg.n_embd
+    L = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
+    a = getattr(cfg, "num_attention_heads", None) or cfg.n_head
+    inter = getattr(cfg, "intermediate_size", None) or 4 * h
+    kv = getattr(cfg, "num_key_value_heads", None) or a
+    head_dim = getattr(cfg, "head_dim", None) or h // a
+    b, s = batch_size, seq_len
+    layer = b * s * (4 * inter + 4 * h) * nb + b * a * s * s * nb
+    logits = b * (logits_positions or s) * cfg.vocab_size * nb
+    kv_cache = 2 * L * b * (s + new_tokens) * kv * head_dim * nb if new_tokens else 0
+    name = model_or_key if isinstance(model_or_key, str) else type(model_or_key).__name__
+    notes = [f"one layer's transients {layer / GB:.2f} GB, logits {logits / GB:.2f} GB, KV cache {kv_cache / GB:.2f} GB"]
+    return MemoryEstimate(name, "inference", dtype, "none", n_params, 0, float(n_params * nb), 0.0, 0.0,
+                          float(layer + logits + kv_cache), notes)
+
+
+@dataclass(frozen=True)
+class HeavyCell:
+    """A notebook cell whose GPU-runtime memory matters: what it holds at its peak."""
+    notebook: str
+    cell: int              # index among the notebook's cells (0-based, markdown included)
+    what: str
+    model: str             # registry key on the gpu runtime
+    kind: str              # "train" (method full/lora/qlora) or "infer"
+    method: str = "full"
+    batch_size: int = 32
+    seq_len: int = 96      # SST-2 prompt + label: the longest sentence in a batch of 32 is ~60-90 tokens
+    logits_positions: int | None = None
+    resident: tuple[tuple[str, str], ...] = ()   # other models alive meanwhile: (key, dtype)
+    opt_in: bool = False   # runs only when the learner asks for it (not in the T4 budget)
+
+
+#: The heavy cells of the GPU runtime (cell indices at this commit), predicted by the functions above.
+HEAVY_CELLS = (
+    HeavyCell("lectures/01_in_context_learning.ipynb", 15, "in-context scoring, 4 demonstrations (64 rows x 165 tokens)",
+              "qwen2.5-0.5b-instruct", "infer", batch_size=64, seq_len=165, logits_positions=8),
+    HeavyCell("lectures/01_in_context_learning.ipynb", 17, "full fine-tuning of a copy (the prompted model stays)",
+              "qwen2.5-0.5b-instruct", "train", resident=(("qwen2.5-0.5b-instruct", "inference"),)),
+    HeavyCell("lectures/02_chain_of_thought.ipynb", 28, "full fine-tuning of a copy on worked sums (batch 16)",
+              "qwen2.5-0.5b-instruct", "train", batch_size=16, seq_len=160,
+              resident=(("qwen2.5-0.5b-instruct", "inference"),)),
+    HeavyCell("lectures/05_qlora.ipynb", 24, "QLoRA on the registry's QLoRA base", "qwen2.5-0.5b", "train",
+              method="qlora", resident=(("qwen2.5-0.5b", "inference"),)),
+    HeavyCell("lectures/06_prefix_prompt_tuning.ipynb", 24, "scale series: full fine-tuning of SmolLM2-360M",
+              "smollm2-360m", "train", resident=(("smollm2-360m", "fp32"),)),
+    HeavyCell("lectures/06_prefix_prompt_tuning.ipynb", 24, "scale series with include_largest: SmolLM2-1.7B",
+              "smollm2-1.7b", "train", resident=(("smollm2-1.7b", "fp32"),), opt_in=True),
+)
+
+
+def predict_cell_peak(cell: HeavyCell, device="cuda", capability: tuple[int, int] = (7, 5)) -> float:
+    """Predicted peak bytes of ``cell`` under ``device``'s precision policy (CUDA: of the given compute
+    capability, by default a T4's 7.5: fp16)."""
+    from unittest import mock
+
+    import torch
+
+    with mock.patch.object(torch.cuda, "get_device_capability", lambda *a, **k: capability):
+        train_precision, infer_dtype = device_dtypes(device)
+    resident = sum(count_params(key) * DTYPE_BYTES[infer_dtype if d == "inference" else d] for key, d in cell.resident)
+    if cell.kind == "infer":
+        est = estimate_inference_memory(cell.model, batch_size=cell.batch_size, seq_len=cell.seq_len,
+                                        dtype=infer_dtype, logits_positions=cell.logits_positions)
+    else:
+        est = estimate_training_memory(cell.model, cell.method, train_precision, batch_size=cell.batch_size,
+                                       seq_len=cell.seq_len)
+    return est.total + resident
+
+
+def heavy_cell_table(device="cuda", capability: tuple[int, int] = (7, 5)) -> list[dict]:
+    """Every heavy cell with its predicted peak (GB) on ``device`` (default: a T4 under the gpu runtime)."""
+    return [{"notebook": c.notebook, "cell": c.cell, "what": c.what, "model": c.model, "opt_in": c.opt_in,
+             "predicted GB": round(predict_cell_peak(c, device, capability) / GB, 2)} for c in HEAVY_CELLS]

@@ -51,6 +51,9 @@ def load_model(name: str | None = None, *, runtime=None, purpose: str = "finetun
                dtype=None, quantization_config=None, **kwargs):
     """Return ``(model, tokenizer)`` in eval mode, on the runtime's device.
 
+    ``dtype`` defaults to fp32, except ``purpose="prompting"`` (inference only) on a CUDA GPU: bf16, or fp16
+    on a pre-Ampere GPU such as a T4 (:func:`course_lib.precision.precision_for`).
+
     ``quantization_config`` (e.g. a ``BitsAndBytesConfig``) is passed to ``from_pretrained``;
     ``kwargs`` go there too. Hub models while offline raise :class:`HubUnavailableError`
     within seconds unless they are already in the local cache.
@@ -69,7 +72,10 @@ def load_model(name: str | None = None, *, runtime=None, purpose: str = "finetun
         raise DeviceUnavailableError("device 'cuda' was requested but no CUDA GPU is available.",
                                      "use device='cpu', or the embedded runtime.")
     kind, location = _resolve(name)
-    load_kw = dict(kwargs, dtype=dtype or torch.float32)
+    if dtype is None:  # inference-only lessons load 16-bit weights on a GPU; training keeps fp32 master weights
+        from .precision import precision_for
+        dtype = precision_for(device).inference_dtype if purpose == "prompting" else torch.float32
+    load_kw = dict(kwargs, dtype=dtype)
     if quantization_config is not None:
         load_kw["quantization_config"] = quantization_config
     if kind == "hub":

@@ -198,17 +198,22 @@ def _progress(iterable, total: int, desc: str | None, progress: bool):
 
 
 def generate(model, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: int = 32, batch_size: int = 64,
-             stop_at_newline: bool = True, strip: bool = True, progress: bool = False, desc: str | None = None
-             ) -> list[str]:
-    """Greedy continuations of ``prompts``; returns the first line of each (a list, even for one prompt).
+             stop_at_newline: bool = True, strip: bool = True, progress: bool = False, desc: str | None = None,
+             temperature: float = 0.0, chat: bool | str = False) -> list[str]:
+    """Greedy (or sampled) continuations of ``prompts``; returns the first line of each (a list, even for one prompt).
 
     Prompts are batched with LEFT padding (the new tokens of every row start at the same column),
-    decoding is greedy and stops once every row has produced a newline token (or after
-    ``max_new_tokens``). The generated text is cut at its first newline and, with ``strip``,
-    stripped of surrounding spaces. If the model has a context limit (``max_position_embeddings``),
-    ``max_new_tokens`` is reduced so that prompt + answer fits; a prompt that alone exceeds it
-    raises :class:`ConfigError`.
+    decoding is greedy (``temperature=0``; else pure softmax sampling at that temperature, seeded by
+    the caller) and stops once every row has produced a newline token (or after ``max_new_tokens``).
+    Every generation setting comes from :func:`course_lib.generation.generation_config`, never from the
+    checkpoint (no repetition penalty, no top-k/top-p). ``chat=True`` (or ``"auto"``: instruct models of
+    the registry only) poses each prompt as a user turn through the tokenizer's chat template.
+    The generated text is cut at its first newline and, with ``strip``, stripped of surrounding
+    spaces. If the model has a context limit (``max_position_embeddings``), ``max_new_tokens`` is
+    reduced so that prompt + answer fits; a prompt that alone exceeds it raises :class:`ConfigError`.
     """
+    from .generation import chat_prompt, end_of_text_ids, generation_config, run_generate, wants_chat
+
     if isinstance(prompts, str):
         prompts = [prompts]
     if max_new_tokens < 1 or batch_size < 1:
@@ -216,8 +221,11 @@ def generate(model, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: 
                           "pass positive values.")
     if not prompts:
         return []
+    as_chat = wants_chat(model, tokenizer, chat)
+    if as_chat:  # the template writes the special tokens itself
+        prompts = [chat_prompt(tokenizer, p) for p in prompts]
     device = next(model.parameters()).device
-    eos = newline_token_ids(tokenizer) if stop_at_newline else None
+    eos = newline_token_ids(tokenizer) if stop_at_newline else end_of_text_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     limit = context_length(model)
     outputs: list[str] = []
@@ -228,7 +236,7 @@ def generate(model, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: 
             starts = range(0, len(prompts), batch_size)
             for start in _progress(starts, len(starts), desc or "generate", progress):
                 batch = list(prompts[start:start + batch_size])
-                enc = tokenizer(batch, return_tensors="pt", padding=True)
+                enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=not as_chat)
                 width = enc["input_ids"].shape[1]
                 new = max_new_tokens
                 if limit is not None:
@@ -236,11 +244,9 @@ def generate(model, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: 
                         raise ConfigError(f"a prompt is {width} tokens long, and the model reads at most {limit}.",
                                           "use fewer demonstrations (smaller k) or shorter examples.")
                     new = min(new, limit - width)
-                kwargs = dict(max_new_tokens=new, do_sample=False, pad_token_id=pad_id)
-                if eos is not None:
-                    kwargs["eos_token_id"] = eos
-                out = model.generate(input_ids=enc["input_ids"].to(device),
-                                     attention_mask=enc["attention_mask"].to(device), **kwargs)
+                config = generation_config(max_new_tokens=new, temperature=temperature, eos_token_id=eos,
+                                           pad_token_id=pad_id)
+                out = run_generate(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), config)
                 for row in out[:, width:]:
                     text = tokenizer.decode(row, skip_special_tokens=True)
                     line = text.split("\n")[0] if stop_at_newline else text
@@ -286,10 +292,8 @@ def score_continuations(model, tokenizer, contexts: str | Sequence[str], continu
     With ``normalize=True`` the sum is divided by the number of continuation tokens (the mean
     per-token log-likelihood), which removes the bias towards short options. A single context is
     broadcast to every continuation. Sequences are right-padded; the logits at position ``t-1``
-    predict token ``t``.
+    predict token ``t``; only the continuation's positions are scored (:mod:`course_lib.scoring`).
     """
-    import torch
-
     if isinstance(continuations, str):
         continuations = [continuations]
     if isinstance(contexts, str):
@@ -297,34 +301,20 @@ def score_continuations(model, tokenizer, contexts: str | Sequence[str], continu
     if len(contexts) != len(continuations):
         raise ConfigError(f"{len(contexts)} contexts but {len(continuations)} continuations.",
                           "pass one context per continuation, or a single context string for all.")
+    from .scoring import continuation_log_probs
+
     splits = [split_tokens(tokenizer, x, c) for x, c in zip(contexts, continuations)]
     limit = context_length(model)
-    device = next(model.parameters()).device
+    rows = [(s.context + s.continuation, len(s.context)) for s in splits]
+    longest = max(len(ids) for ids, _ in rows)
+    if limit is not None and longest > limit:
+        raise ConfigError(f"a context + continuation is {longest} tokens long; the model reads at most {limit}.",
+                          "shorten the prompt (fewer demonstrations).")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores: list[float] = []
     with _no_grad_eval(model):
-        starts = range(0, len(splits), batch_size)
-        for start in _progress(starts, len(starts), desc or "score", progress):
-            chunk = splits[start:start + batch_size]
-            seqs = [s.context + s.continuation for s in chunk]
-            width = max(len(s) for s in seqs)
-            if limit is not None and width > limit:
-                raise ConfigError(f"a context + continuation is {width} tokens long; the model reads at most {limit}.",
-                                  "shorten the prompt (fewer demonstrations).")
-            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for i, s in enumerate(seqs):
-                ids[i, :len(s)] = torch.tensor(s)
-                mask[i, :len(s)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logp = torch.log_softmax(logits, dim=-1).cpu()
-            for i, s in enumerate(chunk):
-                n_ctx, n_cont = len(s.context), len(s.continuation)
-                positions = torch.arange(n_ctx - 1, n_ctx - 1 + n_cont)
-                targets = torch.tensor(s.continuation)
-                total = logp[i, positions, targets].sum().item()
-                scores.append(total / n_cont if normalize else total)
-    return scores
+        totals = continuation_log_probs(model, rows, pad_id=pad_id, batch_size=batch_size, progress=progress,
+                                        desc=desc)
+    return [t / len(s.continuation) if normalize else t for t, s in zip(totals, splits)]
 
 
 def predict_choice(model, tokenizer, contexts: str | Sequence[str], options: Sequence[str] | Sequence[Sequence[str]],
@@ -363,11 +353,12 @@ def predict_choice(model, tokenizer, contexts: str | Sequence[str], options: Seq
 # ----------------------------------------------------------------------------- evaluation
 def evaluate(model, tokenizer, prompts: Sequence[str], targets: Sequence, *, options=None,
              normalize: bool = False, parse: Callable[[str], str] | None = None, max_new_tokens: int = 32,
-             batch_size: int = 64, progress: bool = True, desc: str | None = None) -> dict:
+             batch_size: int = 64, progress: bool = True, desc: str | None = None, chat: bool | str = False) -> dict:
     """Accuracy of the model on ``prompts``, batched, with a progress bar.
 
     Without ``options``: greedy generation (:func:`generate`), the first line (after ``parse``,
-    e.g. extracting what follows ``A:``) must equal the target string exactly. With ``options``
+    e.g. extracting what follows ``A:``) must equal the target string exactly; ``chat`` as in :func:`generate`.
+    With ``options``
     (shared list or one list per prompt): multiple choice (:func:`predict_choice`); ``targets``
     are the correct option indices. Returns a plain dict: ``accuracy``, ``n``, ``predictions``,
     ``correct`` (list of bools).
@@ -378,7 +369,7 @@ def evaluate(model, tokenizer, prompts: Sequence[str], targets: Sequence, *, opt
         raise ConfigError("nothing to evaluate: the prompt list is empty.", "pass at least one prompt.")
     if options is None:
         raw = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                       progress=progress, desc=desc)
+                       progress=progress, desc=desc, chat=chat)
         preds = [parse(r) if parse else r for r in raw]
     else:
         preds = predict_choice(model, tokenizer, prompts, options, normalize=normalize,

@@ -418,38 +418,12 @@ def sampler(model, tokenizer, *, temperature: float = 0.7, seed: int = 0, max_ne
     def run(prompts: list[str]) -> list[str]:
         import torch
 
-        from .methods.targets import context_length
-        from .prompting import _no_grad_eval, _progress, newline_token_ids
+        from .prompting import generate
 
         torch.manual_seed(seed * 100_003 + calls[0])
         calls[0] += 1
-        device = next(model.parameters()).device
-        eos = newline_token_ids(tokenizer) if stop_at_newline else None
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        limit, outputs, old_side = context_length(model), [], tokenizer.padding_side
-        tokenizer.padding_side = "left"
-        try:
-            with _no_grad_eval(model):
-                starts = range(0, len(prompts), batch_size)
-                for start in _progress(starts, len(starts), "sample", progress):
-                    enc = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True)
-                    width = enc["input_ids"].shape[1]
-                    new = max_new_tokens if limit is None else min(max_new_tokens, limit - width)
-                    if new < 1:
-                        raise ConfigError(f"a prompt is {width} tokens long, and the model reads at most {limit}.",
-                                          "use fewer demonstrations.")
-                    kwargs = dict(max_new_tokens=new, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                  pad_token_id=pad_id)
-                    if eos is not None:
-                        kwargs["eos_token_id"] = eos
-                    out = model.generate(input_ids=enc["input_ids"].to(device),
-                                         attention_mask=enc["attention_mask"].to(device), **kwargs)
-                    for row in out[:, width:]:
-                        text = tokenizer.decode(row, skip_special_tokens=True)
-                        outputs.append((text.split("\n")[0] if stop_at_newline else text).strip())
-        finally:
-            tokenizer.padding_side = old_side
-        return outputs
+        return generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        stop_at_newline=stop_at_newline, progress=progress, desc="sample", temperature=temperature)
     return run
 
 

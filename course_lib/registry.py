@@ -26,6 +26,7 @@ class HubModel:
     licence: str
     min_gpu_gb: float       # enough GPU memory for the course's use (LoRA fine-tuning in bf16)
     used_for: str
+    instruct: bool = False  # instruction-tuned: prompted as a conversation through its chat template
 
 
 MODELS: dict[str, HubModel] = {m.key: m for m in (
@@ -36,7 +37,7 @@ MODELS: dict[str, HubModel] = {m.key: m for m in (
     HubModel("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B", 1.71e9, "apache-2.0", 16,
              "scale comparisons: the largest model of the family"),
     HubModel("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", 494e6, "apache-2.0", 4,
-             "prompting, instructions and chain-of-thought"),
+             "prompting, instructions and chain-of-thought", instruct=True),
     HubModel("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", 494e6, "apache-2.0", 4,
              "QLoRA (4-bit base) and memory measurements"),
     HubModel("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", 1.54e9, "apache-2.0", 8,
@@ -90,6 +91,11 @@ def default_model_for(runtime: str, purpose: str = "finetune") -> str:
     if purpose not in DEFAULTS[runtime]:
         raise UnknownModelError(f"unknown purpose {purpose!r}.", f"use one of {sorted(DEFAULTS[runtime])}.")
     return DEFAULTS[runtime][purpose]
+
+
+def is_instruct(name: str) -> bool:
+    """True for a registry model (key or hub id) that is instruction-tuned (see ``HubModel.instruct``)."""
+    return any(m.instruct and name in (m.key, m.hub_id) for m in MODELS.values())
 
 
 def model_info(key: str) -> HubModel:

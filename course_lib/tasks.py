@@ -13,7 +13,8 @@ seeds; ``test_unseen`` uses the other 30% of adjectives (their polarity was only
 pretraining), so transfer from pretraining is measurable.
 
 GPU runtime: SST-2 from the hub (``registry.DATASETS["sst2"]``) in the same prompt format with the
-label words ``negative``/``positive``. ``test`` is SST-2's labelled validation split.
+label words ``negative``/``positive``. ``validation`` is SST-2's validation split; ``test`` is held out of
+SST-2's train split (the hub's test labels are hidden); see :func:`sst2`.
 """
 from __future__ import annotations
 
@@ -78,13 +79,51 @@ def review_verdicts(sizes: dict[str, int] | None = None) -> ClassificationTask:
     return ClassificationTask("review verdicts", LABEL_WORDS, splits=splits)
 
 
+#: SST-2's test labels are hidden on the hub (``-1``), so the course holds out this many labelled training rows
+#: (the size of the hub's test split) as its ``test`` split; 1/10 of the rows for a smaller local copy.
+SST2_HELDOUT = 1821
+
+
+def _sst2_rows(info, path: str | None, max_train: int | None) -> tuple[list[dict], list[dict], int]:
+    """(train rows, validation rows, number of held-out rows at the start of train) of SST-2: from a local
+    copy, or streamed from the hub when a prefix of train is enough (nothing beyond the rows read is
+    downloaded), or loaded whole."""
+    from datasets import load_dataset, load_from_disk
+
+    if path:
+        ds = load_from_disk(path)
+        missing = [c for c in (info.text_column, info.label_column) if c not in ds["train"].column_names]
+        if missing:
+            from .errors import ConfigError
+            raise ConfigError(f"the SST-2 copy lacks the column(s) {missing} (it has {ds['train'].column_names}).",
+                              f"save a dataset with the hub's columns {info.text_column!r} and {info.label_column!r}.")
+        train, held = ds["train"], _heldout(len(ds["train"]))
+        if max_train:
+            train = train.select(range(min(len(train), held + max_train)))
+        return list(train), list(ds["validation"]), held
+    if max_train:
+        import itertools
+
+        stream = load_dataset(info.hub_id, info.config, split="train", streaming=True)
+        train = list(itertools.islice(stream, SST2_HELDOUT + max_train))
+        return train, list(load_dataset(info.hub_id, info.config, split="validation", streaming=True)), SST2_HELDOUT
+    ds = load_dataset(info.hub_id, info.config)
+    return list(ds["train"]), list(ds["validation"]), _heldout(len(ds["train"]))
+
+
+def _heldout(n_train_rows: int) -> int:
+    return min(SST2_HELDOUT, n_train_rows // 10)
+
+
 def sst2(max_train: int | None = None, *, path: str | None = None) -> ClassificationTask:
     """SST-2 (GPU runtime) from the hub (``registry.DATASETS["sst2"]``), or from ``path`` (or
-    ``$COURSE_SST2_PATH``), a ``save_to_disk`` copy with the columns ``sentence`` and ``label``.
+    ``$COURSE_SST2_PATH``), a ``save_to_disk`` copy with the hub's splits and the columns ``sentence`` and ``label``.
     Offline without a copy -> :class:`~course_lib.errors.HubUnavailableError`.
 
-    Splits: ``train`` (first ``max_train`` rows if given), ``validation`` (the first 200 rows of
-    SST-2's labelled validation split) and ``test`` (all of it: SST-2's test labels are hidden).
+    Splits: ``validation`` is SST-2's labelled validation split (872 sentences); ``test`` is the first
+    :data:`SST2_HELDOUT` rows of SST-2's train split, held out (the hub's test labels are hidden); ``train`` is
+    the rest of train (its first ``max_train`` rows if given: then only those rows are read from the hub, by
+    streaming, not the whole dataset).
     """
     import os
 
@@ -93,37 +132,35 @@ def sst2(max_train: int | None = None, *, path: str | None = None) -> Classifica
     from .runtime import hub_reachable
 
     require("datasets", "loading SST-2")
-    from datasets import load_dataset, load_from_disk
-
     info = DATASETS["sst2"]
     path = path or os.environ.get("COURSE_SST2_PATH")
-    if path:
-        ds = load_from_disk(path)
-    elif not hub_reachable():
+    if not path and not hub_reachable():
         raise HubUnavailableError(
             f"SST-2 ({info.hub_id}) needs the Hugging Face hub, which cannot be reached.",
             "use the embedded runtime (COURSE_RUNTIME=embedded: the review-verdicts task instead), or save a copy "
             "with datasets' save_to_disk and set COURSE_SST2_PATH to it.")
-    else:
-        ds = load_dataset(info.hub_id, info.config)
-    missing = [c for c in (info.text_column, info.label_column) if c not in ds["train"].column_names]
-    if missing:
-        from .errors import ConfigError
-        raise ConfigError(f"the SST-2 copy lacks the column(s) {missing} (it has {ds['train'].column_names}).",
-                          f"save a dataset with the hub's columns {info.text_column!r} and {info.label_column!r}.")
+    train_rows, val_rows, held = _sst2_rows(info, path, max_train)
 
-    def conv(split):
-        return [Example(r[info.text_column].strip(), int(r[info.label_column])) for r in ds[split]]
+    def conv(rows):
+        return [Example(r[info.text_column].strip(), int(r[info.label_column])) for r in rows]
 
-    train, validation = conv("train"), conv("validation")
-    splits = {"train": train[:max_train] if max_train else train, "validation": validation[:200],
-              "test": validation}
+    train = conv(train_rows[held:])
+    splits = {"train": train[:max_train] if max_train else train, "validation": conv(val_rows),
+              "test": conv(train_rows[:held])}
     return ClassificationTask("sst2", info.label_names, splits=splits)
 
 
-def downstream_task(runtime=None) -> ClassificationTask:
-    """The task of the active runtime: review verdicts (embedded) or SST-2 (gpu)."""
+def downstream_task(runtime=None, max_train: int | None = None) -> ClassificationTask:
+    """The task of the active runtime: review verdicts (embedded) or SST-2 (gpu).
+
+    ``max_train`` keeps only the first training examples (on the GPU runtime only those are read from the hub).
+    """
     from .runtime import get_runtime
 
     rt = runtime or get_runtime()
-    return sst2() if rt.is_gpu else review_verdicts()
+    if rt.is_gpu:
+        return sst2(max_train)
+    task = review_verdicts()
+    if max_train:
+        task.splits["train"] = task.splits["train"][:max_train]
+    return task

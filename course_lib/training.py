@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .precision import precision_for
 
 
 def conditional_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -116,33 +117,20 @@ def _device(model) -> torch.device:
 @torch.no_grad()
 def label_log_likelihoods(model, tokenizer, task, examples, batch_size: int = 64) -> torch.Tensor:
     """``log p(" " + label_word | prompt)`` for every example and label word: shape (n, n_labels)."""
+    from .scoring import continuation_log_probs
+
     was_training = model.training
     model.eval()
-    device = _device(model)
     n_labels = len(task.label_words)
-    pairs = [(ex, j) for ex in examples for j in range(n_labels)]
-    scores = torch.empty(len(pairs))
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        rows = []
-        for ex, j in chunk:
-            prompt = task.prompt(ex)
-            ids = tokenizer(prompt + " " + task.label_words[j]).input_ids
+    rows = []
+    for ex in examples:
+        prompt = task.prompt(ex)
+        for word in task.label_words:
+            ids = tokenizer(prompt + " " + word).input_ids
             rows.append((ids, _prompt_length(tokenizer, prompt, ids)))
-        width = max(len(ids) for ids, _ in rows)
-        x = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros_like(x)
-        for i, (ids, _) in enumerate(rows):
-            x[i, :len(ids)] = torch.tensor(ids)
-            mask[i, :len(ids)] = 1
-        logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits[:, -width:].float()
-        logp = torch.log_softmax(logits, dim=-1).cpu()
-        for i, (ids, n_prompt) in enumerate(rows):
-            positions = torch.arange(n_prompt - 1, len(ids) - 1)
-            targets = torch.tensor(ids[n_prompt:])
-            scores[start + i] = logp[i, positions, targets].sum()
+    scores = continuation_log_probs(model, rows, pad_id=tokenizer.pad_token_id or 0, batch_size=batch_size)
     model.train(was_training)
-    return scores.view(len(examples), n_labels)
+    return torch.tensor(scores).view(len(examples), n_labels)
 
 
 def accuracy(model, tokenizer, task, examples, batch_size: int = 64) -> float:
@@ -206,7 +194,8 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
 
     Batches are drawn with a seeded RNG, so a run is reproducible on CPU. ``after_step(step, model)``
     runs after every optimiser step (pruning re-applies its masks there). Evaluates validation
-    accuracy every ``eval_every`` steps and at the end.
+    accuracy every ``eval_every`` steps and at the end. The forward runs in the device's mixed precision
+    (:func:`course_lib.precision.precision_for`: fp32 on CPU, bf16 or fp16 with grad scaling on CUDA).
     """
     from tqdm.auto import tqdm
 
@@ -220,6 +209,8 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    precision = precision_for(device)   # fp32 on CPU; bf16 autocast, or fp16 autocast + grad scaling, on CUDA
+    scaler = precision.grad_scaler()
     result = TrainResult(trainable=sum(p.numel() for p in {id(p): p for p in params}.values()))
     bar = tqdm(range(1, config.steps + 1), desc="training", disable=not progress, mininterval=0.5)
     for step in bar:
@@ -227,10 +218,12 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
         model.train()
         batch = encode_examples(tokenizer, task, rng.sample(data, min(config.batch_size, len(data))), config.max_length)
         T = batch["input_ids"].shape[1]
-        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+        with precision.autocast():
+            out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
         loss = conditional_lm_loss(out.logits[:, -T:], batch["labels"].to(device))
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(step, model)

@@ -152,3 +152,49 @@ def test_errors_name_the_problem_and_the_fix(tiny_llama):
         memory.lora_parameters(tiny_llama, 4, target_modules=("query",))
     with pytest.raises(ConfigError, match="labels"):
         memory.measure_training_step(tiny_llama, {"input_ids": torch.zeros(1, 3, dtype=torch.long)})
+
+
+# ------------------------------------------------------------------------------ inference and the T4 budget
+def test_inference_estimate_counts_weights_logits_and_cache():
+    from course_lib.registry import architecture_config
+
+    cfg = architecture_config("qwen2.5-0.5b-instruct")
+    n = memory.count_params("qwen2.5-0.5b-instruct")
+    all_pos = memory.estimate_inference_memory("qwen2.5-0.5b-instruct", batch_size=64, seq_len=165, dtype="bf16")
+    few = memory.estimate_inference_memory("qwen2.5-0.5b-instruct", batch_size=64, seq_len=165, dtype="bf16",
+                                           logits_positions=8)
+    assert all_pos.weights == few.weights == 2 * n and all_pos.gradients == 0 == all_pos.optimizer
+    assert all_pos.activations - few.activations == 64 * (165 - 8) * cfg.vocab_size * 2   # the logits saved
+    gen = memory.estimate_inference_memory("qwen2.5-0.5b-instruct", batch_size=4, seq_len=100, new_tokens=28)
+    no_cache = memory.estimate_inference_memory("qwen2.5-0.5b-instruct", batch_size=4, seq_len=100)
+    kv = 2 * cfg.num_hidden_layers * 4 * 128 * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 2
+    assert gen.activations - no_cache.activations == kv
+
+
+def test_inference_estimate_bounds_a_measured_no_grad_forward(tiny_llama):
+    """The live-tensor peak of a no-grad forward (weights excluded: they exist before) stays within the estimate."""
+    from course_lib.memory import LiveTensorBytes
+
+    est = memory.estimate_inference_memory(tiny_llama, batch_size=4, seq_len=32, dtype="fp32")
+    x = torch.randint(0, 64, (4, 32))
+    with torch.no_grad(), LiveTensorBytes() as live:
+        tiny_llama(input_ids=x)
+    assert 0 < live.peak <= est.activations
+
+
+def test_device_dtypes_follow_the_precision_policy(monkeypatch):
+    assert memory.device_dtypes("cpu") == ("fp32", "fp32")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
+    assert memory.device_dtypes("cuda") == ("amp", "fp16")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
+    assert memory.device_dtypes("cuda") == ("amp", "bf16")
+
+
+def test_every_heavy_cell_fits_a_t4_unless_opted_in():
+    table = memory.heavy_cell_table("cuda", (7, 5))
+    assert len(table) == len(memory.HEAVY_CELLS) >= 4
+    for row in table:
+        if row["opt_in"]:
+            assert row["predicted GB"] > 15, row       # why it is an opt-in
+        else:
+            assert 0 < row["predicted GB"] < 15, row

@@ -36,8 +36,13 @@ def test_sst2_from_a_local_copy(tmp_path, monkeypatch):
     path = _sst2_standin(tmp_path / "sst2")
     task = sst2(max_train=10, path=str(path))
     assert task.label_words == ("negative", "positive")
-    assert len(task["train"]) == 10 and len(task["validation"]) == 200 and len(task["test"]) == 250
-    assert task["train"][1] == Example("a fine film 1", 1), "text stripped, label kept"
+    # validation: the copy's whole validation split; test: the first 1/10 of train (3 of 30), held out of train
+    assert len(task["train"]) == 10 and len(task["validation"]) == 250 and len(task["test"]) == 3
+    assert task["test"][1] == Example("a fine film 1", 1), "text stripped, label kept"
+    assert task["train"][0] == Example("a fine film 3", 1)
+    assert not {e.text for e in task["test"]} & {e.text for e in task["train"]}
+    whole = sst2(path=str(path))
+    assert len(whole["train"]) == 27 and whole["test"] == task["test"] and whole["train"][:10] == task["train"]
 
 
 def test_the_gpu_runtime_uses_sst2(tmp_path, monkeypatch):
@@ -64,3 +69,31 @@ def test_a_copy_with_other_columns_is_rejected(tmp_path):
                  "validation": Dataset.from_dict({"text": ["x"], "label": [0]})}).save_to_disk(str(tmp_path / "d"))
     with pytest.raises(ValueError, match="lacks the column"):
         sst2(path=str(tmp_path / "d"))
+
+
+def test_a_few_training_rows_stream_from_the_hub(monkeypatch):
+    """downstream_task(gpu, max_train=8) reads 1821 + 8 train rows by streaming, not the whole dataset."""
+    import datasets
+
+    from course_lib import runtime as rt_module
+
+    calls, read = [], [0]
+
+    def rows():
+        for i in range(100_000):
+            read[0] += 1
+            yield {"sentence": f"film {i} ", "label": i % 2}
+
+    def fake_load(hub_id, config=None, split=None, streaming=False):
+        calls.append((hub_id, split, streaming))
+        assert streaming, "a prefix must be streamed"
+        return rows() if split == "train" else iter([{"sentence": "ok ", "label": 1}] * 872)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(rt_module, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.delenv("COURSE_SST2_PATH", raising=False)
+    gpu_like = type("Runtime", (), {"is_gpu": True})()
+    task = downstream_task(gpu_like, max_train=8)
+    assert [c[1] for c in calls] == ["train", "validation"]
+    assert len(task["train"]) == 8 and len(task["test"]) == 1821 and len(task["validation"]) == 872
+    assert read[0] <= 1821 + 8 + 1 and task["train"][0].text == "film 1821"
