@@ -125,11 +125,12 @@ def weights_fingerprint(model) -> str:
 
 
 def load_qlora_bnb(name: str | None = None, lora_config: LoraConfig | None = None, *, runtime=None,
-                   double_quant: bool = True, compute_dtype=None, gradient_checkpointing: bool = False):
+                   purpose: str = "qlora", double_quant: bool = True, compute_dtype=None,
+                   gradient_checkpointing: bool = False):
     """The library way: 4-bit loading + ``prepare_model_for_kbit_training`` + peft LoRA.
 
-    Returns ``(peft_model, tokenizer)``. ``name`` is anything :func:`course_lib.models.load_model`
-    accepts (the embedded model, a registry key, a local directory); ``lora_config`` is the course's
+    Returns ``(peft_model, tokenizer)``. ``name`` (default: the runtime's model for ``purpose``) is
+    anything :func:`load_model` accepts (the embedded model, a registry key, a local directory); ``lora_config`` is the course's
     :class:`~course_lib.methods.lora.LoraConfig`. Works on CPU with bitsandbytes >= 0.45 and on CUDA.
     """
     import torch
@@ -145,8 +146,8 @@ def load_qlora_bnb(name: str | None = None, lora_config: LoraConfig | None = Non
     compute_dtype = torch.float32 if compute_dtype is None else compute_dtype
     lora_config = lora_config or LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
     rt = runtime or get_runtime()
-    model, tok = load_model(name, runtime=rt, quantization_config=bnb_config(double_quant, compute_dtype=compute_dtype),
-                            device_map=rt.device)
+    model, tok = load_model(name, runtime=rt, purpose=purpose, device_map=rt.device,
+                            quantization_config=bnb_config(double_quant, compute_dtype=compute_dtype))
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     targets = lora_config.target_modules
     peft_cfg = PeftLoraConfig(r=lora_config.r, lora_alpha=lora_config.lora_alpha, lora_dropout=lora_config.lora_dropout,
