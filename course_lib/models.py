@@ -130,8 +130,9 @@ def load_qlora_bnb(name: str | None = None, lora_config: LoraConfig | None = Non
     """The library way: 4-bit loading + ``prepare_model_for_kbit_training`` + peft LoRA.
 
     Returns ``(peft_model, tokenizer)``. ``name`` (default: the runtime's model for ``purpose``) is
-    anything :func:`load_model` accepts (the embedded model, a registry key, a local directory); ``lora_config`` is the course's
-    :class:`~course_lib.methods.lora.LoraConfig`. Works on CPU with bitsandbytes >= 0.45 and on CUDA.
+    anything :func:`load_model` accepts (the embedded model, a registry key, a local directory);
+    ``lora_config`` is the course's :class:`~course_lib.methods.lora.LoraConfig`. Works on CPU with
+    bitsandbytes >= 0.45 and on CUDA.
     """
     import torch
 
