@@ -163,7 +163,8 @@ WRONG_ANSWERS = [
     return (instruction + "\\n" + body) if instruction else body
 '''), fails=["prompt_tests"]),
     dict(cell="prompt_answer", name="an empty instruction still adds a separator", code=edit(_PROMPT_OK,
-        "([instruction] if instruction else []) + [", "([instruction] if instruction is not None else [])\n    pieces += ["),
+        "([instruction] if instruction else []) + [",
+        "([instruction] if instruction is not None else [])\n    pieces += ["),
         fails=["prompt_tests"]),
     dict(cell="prompt_answer", name="demonstrations in reverse order", code=edit(_PROMPT_OK,
         "for x, y in demos]", "for x, y in demos][::-1]"), fails=["prompt_tests"]),
@@ -174,7 +175,8 @@ WRONG_ANSWERS = [
         "    logp = torch.log_softmax(logits, dim=-1)\n", "", "total = logp[", "total = logits[")
         + _CHOOSE + _SCORE_TAIL, fails=["score_tests"]),
     dict(cell="score_answer", name="normalize ignored", code=_score(
-        "    total = logp", "    return logp", "    return total / (len(ids) - len(ctx)) if normalize else total\n", ""),
+        "    total = logp", "    return logp",
+        "    return total / (len(ids) - len(ctx)) if normalize else total\n", ""),
         fails=["score_tests"]),
     dict(cell="score_answer", name="normalised by the whole sequence length", code=_score(
         "total / (len(ids) - len(ctx))", "total / len(ids)"), fails=["score_tests"]),

@@ -180,7 +180,8 @@ WRONG_ANSWERS = [
     dict(cell="extract_answer", name="first number after the FIRST trigger", code=edit(_EXTRACT_OK,
         'text.rsplit("A:", 1)', 'text.split("A:", 1)'), fails=["extract_tests"]),
     dict(cell="extract_answer", name="falls back to the last number when nothing follows the trigger", code=edit(
-        _EXTRACT_OK, "        return found[0] if found else None\n", "        if found:\n            return found[0]\n"),
+        _EXTRACT_OK,
+        "        return found[0] if found else None\n", "        if found:\n            return found[0]\n"),
         fails=["extract_tests"]),
     dict(cell="extract_answer", name="plain \\d+ (no sign, no separators, no decimals)", code=edit(
         "import re\n\n" + _EXTRACT_FN, "_numbers(", 're.findall(r"\\d+", ',
@@ -311,7 +312,8 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
         "{reasoning.strip()}", "{reasoning}"), fails=["finetune_pair_tests"]),
     dict(cell="finetune_answer", name="unknown modes fall back to direct", code=edit(_FINETUNE_OK,
         '    if mode == "direct":\n        return', '    return',
-        '    raise ValueError(f"unknown mode {mode!r}: use \'cot\' or \'direct\'")\n', ''), fails=["finetune_pair_tests"]),
+        '    raise ValueError(f"unknown mode {mode!r}: use \'cot\' or \'direct\'")\n', ''),
+        fails=["finetune_pair_tests"]),
     dict(cell="finetune_answer", name="the wrong exception for an unknown mode", code=edit(_FINETUNE_OK,
         "raise ValueError(", "raise KeyError("), fails=["finetune_pair_tests"]),
     dict(cell="finetune_answer", name="the CoT prompt carries the whole worked example (answer leaked)", code=edit(
