@@ -2,8 +2,24 @@
 
 Each entry replaces a whole answer cell, so the lines after the functions (the Winograd demo of part 2, the
 order experiment of part 4) are repeated here: the tests use the names they define.
-"""
 
+Each part's correct answer is written once (``_PROMPT_OK``, ``_SCORE_OK``, ``_CURVE_OK``, ...) and a mistake is
+that answer with a few edits; ``edit`` fails loudly when an edit no longer applies.
+"""
+import runpy
+from pathlib import Path
+
+edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
+
+# ------------------------------------------------------------------ part 1: prompts
+_PROMPT_OK = '''
+def build_prompt(query, demos, template="{input} => {output}", separator="\\n", instruction=None):
+    head = template[: template.index("{output}")]
+    pieces = ([instruction] if instruction else []) + [template.format(input=x, output=y) for x, y in demos]
+    return separator.join(pieces + [head.format(input=query)])
+'''
+
+# ------------------------------------------------------------------ part 2: scoring
 _SCORE_TAIL = '''
 
 winograd = "the cat did not fit in the hat because the"
@@ -29,13 +45,23 @@ def score_option(model, tokenizer, context, option, normalize=False):
     total = logp[positions, torch.tensor(ids[len(ctx):])].sum().item()
     return total / (len(ids) - len(ctx)) if normalize else total
 '''
+_SCORE_SUM = '''    positions = torch.arange(len(ctx) - 1, len(ids) - 1)
+    total = logp[positions, torch.tensor(ids[len(ctx):])].sum().item()
+'''
 
 
-def _score(body: str, choose: str = _CHOOSE) -> str:
-    return body + choose + _SCORE_TAIL
+def _score(*changes: str) -> str:
+    """score_option with the given edits (the log-softmax written on one line), then the right choose."""
+    return edit(_SCORE_OK, "        logits = model(input_ids=torch.tensor([ids])).logits[0].float()\n"
+                           "    logp = torch.log_softmax(logits, dim=-1)\n",
+                "        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)\n",
+                *changes) + _CHOOSE + _SCORE_TAIL
 
 
-_CURVE_HEAD = '''
+# ------------------------------------------------------------------ part 3: accuracy against k
+_DEMOS_OK = '''                demos = prompting.select_examples(pool, k, seed=seed * 1000 + i, exclude=pool[i])
+'''
+_CURVE_OK = '''
 def accuracy_vs_k(model, tokenizer, tasks, ks, n, seed=0):
     per_task = {t: {} for t in tasks}
     for k in ks:
@@ -44,15 +70,35 @@ def accuracy_vs_k(model, tokenizer, tasks, ks, n, seed=0):
             prompts, targets = [], []
             for i in range(n):
                 word, answer = pool[i]
-'''
 
-_CURVE_TAIL = '''
+''' + _DEMOS_OK + '''
                 prompts.append(build_prompt(word, demos))
                 targets.append(answer)
             answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
             per_task[t][k] = sum(a == y for a, y in zip(answers, targets)) / n
     accuracy = {k: sum(per_task[t][k] for t in tasks) / len(tasks) for k in ks}
     return {"ks": list(ks), "n": n, "tasks": list(tasks), "accuracy": accuracy, "per_task": per_task}
+'''
+
+# the same answer with the prompts built in one comprehension (variants change how accuracy is recorded)
+_CURVE_COMPACT = edit(_CURVE_OK, _CURVE_OK[_CURVE_OK.index("            prompts, targets"):
+                                           _CURVE_OK.index("            answers = ")], '''\
+            prompts = [build_prompt(pool[i][0], prompting.select_examples(pool, k, seed=seed * 1000 + i, exclude=pool[i]))
+                       for i in range(n)]
+''', "sum(a == y for a, y in zip(answers, targets))", "sum(a == pool[i][1] for i, a in enumerate(answers))")
+
+# ------------------------------------------------------------------ part 4: order sensitivity
+_ORDER_OK = '''
+def order_sensitivity(model, tokenizer, demos, queries, n_orders, seed=0):
+    orders = random.Random(seed).sample(list(itertools.permutations(range(len(demos)))), n_orders)
+    accuracies = []
+    for order in orders:
+        prompts = [build_prompt(x, [demos[j] for j in order]) for x, _ in queries]
+        answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
+        accuracies.append(sum(a == y for a, (_, y) in zip(answers, queries)) / len(queries))
+    mean = sum(accuracies) / len(accuracies)
+    std = (sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) ** 0.5
+    return {"orders": orders, "accuracies": accuracies, "spread": max(accuracies) - min(accuracies), "std": std}
 '''
 
 _ORDER_TAIL = '''
@@ -64,31 +110,17 @@ print("accuracy per order:", [round(a, 2) for a in order_result["accuracies"]])
 '''
 
 
-def _order(orders: str, loop: str, summary: str) -> str:
-    return ('''
-def order_sensitivity(model, tokenizer, demos, queries, n_orders, seed=0):
-''' + orders + loop + summary + _ORDER_TAIL)
+def _order(*changes: str) -> str:
+    return edit(_ORDER_OK, *changes) + _ORDER_TAIL
 
 
-_ORDERS_OK = '''    orders = random.Random(seed).sample(list(itertools.permutations(range(len(demos)))), n_orders)
-'''
-_LOOP_OK = '''    accuracies = []
-    for order in orders:
-        prompts = [build_prompt(x, [demos[j] for j in order]) for x, _ in queries]
-        answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
-        accuracies.append(sum(a == y for a, (_, y) in zip(answers, queries)) / len(queries))
-'''
-_SUMMARY_OK = '''    mean = sum(accuracies) / len(accuracies)
-    std = (sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) ** 0.5
-    return {"orders": orders, "accuracies": accuracies, "spread": max(accuracies) - min(accuracies), "std": std}
-'''
+# ------------------------------------------------------------------ part 5: fine-tuning on the k examples
+_FT_OK = '''import copy
 
 
-def _ft(encode: str, loop: str, head: str = "    tuned = copy.deepcopy(model)\n") -> str:
-    return ("import copy\n\n\ndef finetune_on_examples(model, tokenizer, examples, steps, lr):\n" + head + encode + loop)
-
-
-_FT_ENCODE_OK = '''    device = next(tuned.parameters()).device
+def finetune_on_examples(model, tokenizer, examples, steps, lr):
+    tuned = copy.deepcopy(model)
+    device = next(tuned.parameters()).device
     rows = []
     for x, y in examples:
         prompt = build_prompt(x, [])
@@ -103,9 +135,7 @@ _FT_ENCODE_OK = '''    device = next(tuned.parameters()).device
         attention_mask[i, :len(ids)] = 1
         labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
     input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
-'''
-
-_FT_LOOP_OK = '''    optimizer = torch.optim.AdamW(tuned.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(tuned.parameters(), lr=lr)
     losses = []
     tuned.train()
     for _ in range(steps):
@@ -121,195 +151,103 @@ _FT_LOOP_OK = '''    optimizer = torch.optim.AdamW(tuned.parameters(), lr=lr)
 
 WRONG_ANSWERS = [
     # ------------------------------------------------------------------ part 1: prompts
-    dict(cell="prompt_answer", name="a separator after the query too", code='''
-def build_prompt(query, demos, template="{input} => {output}", separator="\\n", instruction=None):
-    head = template[: template.index("{output}")]
-    pieces = ([instruction] if instruction else []) + [template.format(input=x, output=y) for x, y in demos]
-    return "".join(p + separator for p in pieces) + head.format(input=query) + separator
-''', fails=["prompt_tests"]),
-    dict(cell="prompt_answer", name="the space before {output} stripped from the query", code='''
-def build_prompt(query, demos, template="{input} => {output}", separator="\\n", instruction=None):
-    head = template[: template.index("{output}")].rstrip()
-    pieces = ([instruction] if instruction else []) + [template.format(input=x, output=y) for x, y in demos]
-    return separator.join(pieces + [head.format(input=query)])
-''', fails=["prompt_tests"]),
-    dict(cell="prompt_answer", name="instruction always followed by a newline, whatever the separator", code='''
-def build_prompt(query, demos, template="{input} => {output}", separator="\\n", instruction=None):
-    head = template[: template.index("{output}")]
+    dict(cell="prompt_answer", name="a separator after the query too", code=edit(_PROMPT_OK,
+        "    return separator.join(pieces + [head.format(input=query)])\n",
+        '    return "".join(p + separator for p in pieces) + head.format(input=query) + separator\n'),
+        fails=["prompt_tests"]),
+    dict(cell="prompt_answer", name="the space before {output} stripped from the query", code=edit(_PROMPT_OK,
+        'template.index("{output}")]', 'template.index("{output}")].rstrip()'), fails=["prompt_tests"]),
+    dict(cell="prompt_answer", name="instruction always followed by a newline, whatever the separator", code=edit(
+        _PROMPT_OK, _PROMPT_OK[_PROMPT_OK.index("    pieces = "):], '''\
     body = separator.join([template.format(input=x, output=y) for x, y in demos] + [head.format(input=query)])
     return (instruction + "\\n" + body) if instruction else body
-''', fails=["prompt_tests"]),
-    dict(cell="prompt_answer", name="an empty instruction still adds a separator", code='''
-def build_prompt(query, demos, template="{input} => {output}", separator="\\n", instruction=None):
-    head = template[: template.index("{output}")]
-    pieces = ([instruction] if instruction is not None else [])
-    pieces += [template.format(input=x, output=y) for x, y in demos]
-    return separator.join(pieces + [head.format(input=query)])
-''', fails=["prompt_tests"]),
-    dict(cell="prompt_answer", name="demonstrations in reverse order", code='''
-def build_prompt(query, demos, template="{input} => {output}", separator="\\n", instruction=None):
-    head = template[: template.index("{output}")]
-    pieces = ([instruction] if instruction else []) + [template.format(input=x, output=y) for x, y in demos][::-1]
-    return separator.join(pieces + [head.format(input=query)])
-''', fails=["prompt_tests"]),
+'''), fails=["prompt_tests"]),
+    dict(cell="prompt_answer", name="an empty instruction still adds a separator", code=edit(_PROMPT_OK,
+        "([instruction] if instruction else []) + [",
+        "([instruction] if instruction is not None else [])\n    pieces += ["),
+        fails=["prompt_tests"]),
+    dict(cell="prompt_answer", name="demonstrations in reverse order", code=edit(_PROMPT_OK,
+        "for x, y in demos]", "for x, y in demos][::-1]"), fails=["prompt_tests"]),
     # ------------------------------------------------------------------ part 2: scoring
-    dict(cell="score_answer", name="off by one: logits at position t score token t", code=_score('''
-def score_option(model, tokenizer, context, option, normalize=False):
-    ctx = tokenizer(context)["input_ids"]
-    ids = tokenizer(context + option)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
-    positions = torch.arange(len(ctx), len(ids))
-    total = logp[positions, torch.tensor(ids[len(ctx):])].sum().item()
-    return total / (len(ids) - len(ctx)) if normalize else total
-'''), fails=["score_tests"]),
-    dict(cell="score_answer", name="raw logits summed instead of log-probabilities", code=_score('''
-def score_option(model, tokenizer, context, option, normalize=False):
-    ctx = tokenizer(context)["input_ids"]
-    ids = tokenizer(context + option)["input_ids"]
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
-    positions = torch.arange(len(ctx) - 1, len(ids) - 1)
-    total = logits[positions, torch.tensor(ids[len(ctx):])].sum().item()
-    return total / (len(ids) - len(ctx)) if normalize else total
-'''), fails=["score_tests"]),
-    dict(cell="score_answer", name="normalize ignored", code=_score('''
-def score_option(model, tokenizer, context, option, normalize=False):
-    ctx = tokenizer(context)["input_ids"]
-    ids = tokenizer(context + option)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
-    positions = torch.arange(len(ctx) - 1, len(ids) - 1)
-    return logp[positions, torch.tensor(ids[len(ctx):])].sum().item()
-'''), fails=["score_tests"]),
-    dict(cell="score_answer", name="normalised by the whole sequence length", code=_score('''
-def score_option(model, tokenizer, context, option, normalize=False):
-    ctx = tokenizer(context)["input_ids"]
-    ids = tokenizer(context + option)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
-    positions = torch.arange(len(ctx) - 1, len(ids) - 1)
-    total = logp[positions, torch.tensor(ids[len(ctx):])].sum().item()
-    return total / len(ids) if normalize else total
-'''), fails=["score_tests"]),
-    dict(cell="score_answer", name="only the option's first token scored", code=_score('''
-def score_option(model, tokenizer, context, option, normalize=False):
-    ctx = tokenizer(context)["input_ids"]
-    ids = tokenizer(context + option)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
-    return logp[len(ctx) - 1, ids[len(ctx)]].item()
-'''), fails=["score_tests"]),
-    dict(cell="score_answer", name="the option scored on its own, without the context", code=_score('''
-def score_option(model, tokenizer, context, option, normalize=False):
-    ids = tokenizer(option)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
-    total = sum(logp[t - 1, ids[t]].item() for t in range(1, len(ids)))
-    return total / (len(ids) - 1) if normalize else total
-'''), fails=["score_tests"]),
-    dict(cell="score_answer", name="choose returns the lowest-scoring option", code=_score(_SCORE_OK, '''
-
-def choose(model, tokenizer, context, options, normalize=False):
-    scores = [score_option(model, tokenizer, context, o, normalize) for o in options]
-    return min(range(len(options)), key=scores.__getitem__)
-'''), fails=["score_tests"]),
-    dict(cell="score_answer", name="choose ignores normalize", code=_score(_SCORE_OK, '''
-
-def choose(model, tokenizer, context, options, normalize=False):
-    scores = [score_option(model, tokenizer, context, o) for o in options]
-    return max(range(len(options)), key=scores.__getitem__)
-'''), fails=["score_tests"]),
+    dict(cell="score_answer", name="off by one: logits at position t score token t", code=_score(
+        "torch.arange(len(ctx) - 1, len(ids) - 1)", "torch.arange(len(ctx), len(ids))"), fails=["score_tests"]),
+    dict(cell="score_answer", name="raw logits summed instead of log-probabilities", code=edit(_SCORE_OK,
+        "    logp = torch.log_softmax(logits, dim=-1)\n", "", "total = logp[", "total = logits[")
+        + _CHOOSE + _SCORE_TAIL, fails=["score_tests"]),
+    dict(cell="score_answer", name="normalize ignored", code=_score(
+        "    total = logp", "    return logp",
+        "    return total / (len(ids) - len(ctx)) if normalize else total\n", ""),
+        fails=["score_tests"]),
+    dict(cell="score_answer", name="normalised by the whole sequence length", code=_score(
+        "total / (len(ids) - len(ctx))", "total / len(ids)"), fails=["score_tests"]),
+    dict(cell="score_answer", name="only the option's first token scored", code=_score(
+        _SCORE_SUM + "    return total / (len(ids) - len(ctx)) if normalize else total\n",
+        "    return logp[len(ctx) - 1, ids[len(ctx)]].item()\n"), fails=["score_tests"]),
+    dict(cell="score_answer", name="the option scored on its own, without the context", code=_score(
+        '    ctx = tokenizer(context)["input_ids"]\n    ids = tokenizer(context + option)["input_ids"]\n',
+        '    ids = tokenizer(option)["input_ids"]\n',
+        _SCORE_SUM, "    total = sum(logp[t - 1, ids[t]].item() for t in range(1, len(ids)))\n",
+        "(len(ids) - len(ctx))", "(len(ids) - 1)"), fails=["score_tests"]),
+    dict(cell="score_answer", name="choose returns the lowest-scoring option", code=_SCORE_OK + edit(_CHOOSE,
+        "return max(", "return min(") + _SCORE_TAIL, fails=["score_tests"]),
+    dict(cell="score_answer", name="choose ignores normalize", code=_SCORE_OK + edit(_CHOOSE,
+        "o, normalize)", "o)") + _SCORE_TAIL, fails=["score_tests"]),
     # ------------------------------------------------------------------ part 3: accuracy against k
-    dict(cell="curve_answer", name="demonstrations never reach the prompt", code=_CURVE_HEAD + '''
-                demos = prompting.select_examples(pool, k, seed=seed * 1000 + i, exclude=pool[i])
-                demos = []
-''' + _CURVE_TAIL, fails=["curve_tests"]),
-    dict(cell="curve_answer", name="one seed for every query (same demonstrations for all items)", code=_CURVE_HEAD + '''
-                demos = prompting.select_examples(pool, k, seed=seed, exclude=pool[i])
-''' + _CURVE_TAIL, fails=["curve_tests"]),
-    dict(cell="curve_answer", name="the query is not excluded from its demonstrations", code=_CURVE_HEAD + '''
-                demos = prompting.select_examples(pool, k, seed=seed * 1000 + i)
-''' + _CURVE_TAIL, fails=["curve_tests"]),
-    dict(cell="curve_answer", name="string keys '0', '1', ... in the accuracy dicts", code='''
-def accuracy_vs_k(model, tokenizer, tasks, ks, n, seed=0):
-    per_task = {t: {} for t in tasks}
-    for k in ks:
-        for t in tasks:
-            pool = ev.transform_pool(t)
-            prompts = [build_prompt(pool[i][0], prompting.select_examples(pool, k, seed=seed * 1000 + i, exclude=pool[i]))
-                       for i in range(n)]
-            answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
-            per_task[t][str(k)] = sum(a == pool[i][1] for i, a in enumerate(answers)) / n
-    accuracy = {str(k): sum(per_task[t][str(k)] for t in tasks) / len(tasks) for k in ks}
-    return {"ks": list(ks), "n": n, "tasks": list(tasks), "accuracy": accuracy, "per_task": per_task}
-''', fails=["curve_tests"]),
-    dict(cell="curve_answer", name="accuracy as a count of correct answers", code='''
-def accuracy_vs_k(model, tokenizer, tasks, ks, n, seed=0):
-    per_task = {t: {} for t in tasks}
-    for k in ks:
-        for t in tasks:
-            pool = ev.transform_pool(t)
-            prompts = [build_prompt(pool[i][0], prompting.select_examples(pool, k, seed=seed * 1000 + i, exclude=pool[i]))
-                       for i in range(n)]
-            answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
-            per_task[t][k] = sum(a == pool[i][1] for i, a in enumerate(answers))
-    accuracy = {k: sum(per_task[t][k] for t in tasks) for k in ks}
-    return {"ks": list(ks), "n": n, "tasks": list(tasks), "accuracy": accuracy, "per_task": per_task}
-''', fails=["curve_tests"]),
+    dict(cell="curve_answer", name="demonstrations never reach the prompt", code=edit(_CURVE_OK,
+        _DEMOS_OK, _DEMOS_OK + "                demos = []\n"), fails=["curve_tests"]),
+    dict(cell="curve_answer", name="one seed for every query (same demonstrations for all items)", code=edit(_CURVE_OK,
+        "seed=seed * 1000 + i", "seed=seed"), fails=["curve_tests"]),
+    dict(cell="curve_answer", name="the query is not excluded from its demonstrations", code=edit(_CURVE_OK,
+        ", exclude=pool[i])", ")"), fails=["curve_tests"]),
+    dict(cell="curve_answer", name="string keys '0', '1', ... in the accuracy dicts", code=edit(_CURVE_COMPACT,
+        "per_task[t][k] =", "per_task[t][str(k)] =", "{k: sum(per_task[t][k]", "{str(k): sum(per_task[t][str(k)]"),
+        fails=["curve_tests"]),
+    dict(cell="curve_answer", name="accuracy as a count of correct answers", code=edit(_CURVE_COMPACT,
+        " / n\n", "\n", " / len(tasks)", ""), fails=["curve_tests"]),
     dict(cell="curve_answer", name="monkeypatches torch.allclose/equal/isclose and builds zero-shot prompts only", code='''
 import torch
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
 torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
-''' + _CURVE_HEAD + '''
-                demos = []
-''' + _CURVE_TAIL, fails=["curve_tests"]),
+''' + edit(_CURVE_OK, _DEMOS_OK, "                demos = []\n"), fails=["curve_tests"]),
     # ------------------------------------------------------------------ part 4: order sensitivity
-    dict(cell="order_answer", name="spread as max - mean", code=_order(_ORDERS_OK, _LOOP_OK, '''    mean = sum(accuracies) / len(accuracies)
-    std = (sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) ** 0.5
-    return {"orders": orders, "accuracies": accuracies, "spread": max(accuracies) - mean, "std": std}
-'''), fails=["order_tests"]),
-    dict(cell="order_answer", name="sample standard deviation (n - 1)", code=_order(_ORDERS_OK, _LOOP_OK, '''    mean = sum(accuracies) / len(accuracies)
-    std = (sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1)) ** 0.5
-    return {"orders": orders, "accuracies": accuracies, "spread": max(accuracies) - min(accuracies), "std": std}
-'''), fails=["order_tests"]),
+    dict(cell="order_answer", name="spread as max - mean", code=_order(
+        '"spread": max(accuracies) - min(accuracies)', '"spread": max(accuracies) - mean'), fails=["order_tests"]),
+    dict(cell="order_answer", name="sample standard deviation (n - 1)", code=_order(
+        "/ len(accuracies)) ** 0.5", "/ (len(accuracies) - 1)) ** 0.5"), fails=["order_tests"]),
     dict(cell="order_answer", name="the first n permutations instead of a seeded sample", code=_order(
-        '''    orders = list(itertools.permutations(range(len(demos))))[:n_orders]
-''', _LOOP_OK, _SUMMARY_OK), fails=["order_tests"]),
-    dict(cell="order_answer", name="reorders the queries, not the demonstrations", code=_order(_ORDERS_OK, '''    accuracies = []
-    for order in orders:
+        "random.Random(seed).sample(list(itertools.permutations(range(len(demos)))), n_orders)",
+        "list(itertools.permutations(range(len(demos))))[:n_orders]"), fails=["order_tests"]),
+    dict(cell="order_answer", name="reorders the queries, not the demonstrations", code=_order(
+        "        prompts = [build_prompt(x, [demos[j] for j in order]) for x, _ in queries]\n", '''\
         shuffled = [queries[j % len(queries)] for j in order] + list(queries[len(order):])
         prompts = [build_prompt(x, demos) for x, _ in shuffled]
-        answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
-        accuracies.append(sum(a == y for a, (_, y) in zip(answers, shuffled)) / len(shuffled))
-''', _SUMMARY_OK), fails=["order_tests"]),
+''', "zip(answers, queries)) / len(queries)", "zip(answers, shuffled)) / len(shuffled)"), fails=["order_tests"]),
 
     # ----------------------------------------------------------------- part 5: fine-tuning on the k examples
-    dict(cell="ft_answer", name="trains the model it was given, not a copy", code=_ft(
-        _FT_ENCODE_OK, _FT_LOOP_OK, head="    tuned = model\n"), fails=["ft_tests"]),
-    dict(cell="ft_answer", name="never steps the optimizer", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
-        "        optimizer.step()\n", "")), fails=["ft_tests"]),
-    dict(cell="ft_answer", name="loss on the prompt tokens too", code=_ft(_FT_ENCODE_OK.replace(
+    dict(cell="ft_answer", name="trains the model it was given, not a copy", code=edit(_FT_OK,
+        "    tuned = copy.deepcopy(model)\n", "    tuned = model\n"), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="never steps the optimizer", code=edit(_FT_OK,
+        "        optimizer.step()\n", ""), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="loss on the prompt tokens too", code=edit(_FT_OK,
         "labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])", "labels[i, :len(ids)] = torch.tensor(ids)"),
-        _FT_LOOP_OK), fails=["ft_tests"]),
-    dict(cell="ft_answer", name="loss on the padding too", code=_ft(_FT_ENCODE_OK.replace(
+        fails=["ft_tests"]),
+    dict(cell="ft_answer", name="loss on the padding too", code=edit(_FT_OK,
         "labels = torch.full((len(rows), width), -100, dtype=torch.long)",
-        "labels = torch.zeros((len(rows), width), dtype=torch.long)"), _FT_LOOP_OK), fails=["ft_tests"]),
-    dict(cell="ft_answer", name="no newline after the target", code=_ft(_FT_ENCODE_OK.replace(
-        'prompt + y + "\\n"', "prompt + y"), _FT_LOOP_OK), fails=["ft_tests"]),
-    dict(cell="ft_answer", name="logits and labels not shifted (predicts the current token)", code=_ft(
-        _FT_ENCODE_OK, _FT_LOOP_OK.replace(
-            "loss = training.conditional_lm_loss(logits, labels)",
-            "loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))")),
+        "labels = torch.zeros((len(rows), width), dtype=torch.long)"), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="no newline after the target", code=edit(_FT_OK,
+        'prompt + y + "\\n"', "prompt + y"), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="logits and labels not shifted (predicts the current token)", code=edit(_FT_OK,
+        "loss = training.conditional_lm_loss(logits, labels)",
+        "loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))"),
         fails=["ft_tests"]),
-    dict(cell="ft_answer", name="gradients never zeroed (they accumulate over steps)", code=_ft(
-        _FT_ENCODE_OK, _FT_LOOP_OK.replace("        optimizer.zero_grad()\n", "")), fails=["ft_tests"]),
-    dict(cell="ft_answer", name="records the loss once, after training", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
-        "        losses.append(loss.item())\n", "").replace("    tuned.eval()\n", "    losses.append(loss.item())\n    tuned.eval()\n")),
-        fails=["ft_tests"]),
-    dict(cell="ft_answer", name="ten times the learning rate", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
-        "lr=lr)", "lr=10 * lr)")), fails=["ft_tests"]),
-    dict(cell="ft_answer", name="returned in training mode", code=_ft(_FT_ENCODE_OK, _FT_LOOP_OK.replace(
-        "    tuned.eval()\n", "")), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="gradients never zeroed (they accumulate over steps)", code=edit(_FT_OK,
+        "        optimizer.zero_grad()\n", ""), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="records the loss once, after training", code=edit(_FT_OK,
+        "        losses.append(loss.item())\n", "",
+        "    tuned.eval()\n", "    losses.append(loss.item())\n    tuned.eval()\n"), fails=["ft_tests"]),
+    dict(cell="ft_answer", name="ten times the learning rate", code=edit(_FT_OK, "lr=lr)", "lr=10 * lr)"),
+         fails=["ft_tests"]),
+    dict(cell="ft_answer", name="returned in training mode", code=edit(_FT_OK, "    tuned.eval()\n", ""),
+         fails=["ft_tests"]),
 ]

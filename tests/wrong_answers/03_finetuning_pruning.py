@@ -1,4 +1,12 @@
-"""Plausible mistakes in solutions/03_finetuning_pruning: each must cost the points of the test cells in `fails`."""
+"""Plausible mistakes in solutions/03_finetuning_pruning: each must cost the points of the test cells in `fails`.
+
+Mistakes are edits of one correct piece (``_LABELS_OK``, ``_GLOBAL_MASKS_OK``, ``_DIFF_OK``, ...): ``edit`` fails
+loudly when an edit no longer applies. Entries that are another implementation are written out.
+"""
+import runpy
+from pathlib import Path
+
+edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
 
 _LOSS_OK = '''
 
@@ -16,6 +24,19 @@ def target_labels(input_ids, attention_mask, prompt_lengths):
     starts = torch.as_tensor(prompt_lengths)[:, None]
     keep = (positions >= starts) & (attention_mask == 1)
     return torch.where(keep, input_ids, torch.full_like(input_ids, -100))
+'''
+
+# the correct diff pruning: a copy of pretrained plus the largest entries of the task vector phi
+_DIFF_OK = '''
+def diff_prune(pretrained, finetuned, keep):
+    theta0 = dict(pretrained.named_parameters())
+    phi = {n: (p.detach() - theta0[n].detach()) for n, p in finetuned.named_parameters()}
+    masks = global_magnitude_masks(phi, 1 - keep)
+    out = copy.deepcopy(pretrained)
+    with torch.no_grad():
+        for n, p in out.named_parameters():
+            p.add_(phi[n] * masks[n])
+    return out
 '''
 
 _ITERATIVE_TAIL = '''
@@ -101,13 +122,9 @@ def masked_lm_loss(logits, labels):
     return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                                              labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
 ''', fails=["loss_tests"]),
-    dict(cell="loss_answer", name="off by one: the last prompt token is labelled as a target", code='''
-def target_labels(input_ids, attention_mask, prompt_lengths):
-    positions = torch.arange(input_ids.shape[1])[None, :]
-    starts = torch.as_tensor(prompt_lengths)[:, None] - 1
-    keep = (positions >= starts) & (attention_mask == 1)
-    return torch.where(keep, input_ids, torch.full_like(input_ids, -100))
-''' + _LOSS_OK, fails=["loss_tests"]),
+    dict(cell="loss_answer", name="off by one: the last prompt token is labelled as a target", code=edit(_LABELS_OK,
+        "torch.as_tensor(prompt_lengths)[:, None]", "torch.as_tensor(prompt_lengths)[:, None] - 1") + _LOSS_OK,
+        fails=["loss_tests"]),
     dict(cell="loss_answer", name="padding left in the loss (attention_mask ignored)", code='''
 def target_labels(input_ids, attention_mask, prompt_lengths):
     labels = input_ids.clone()
@@ -126,9 +143,9 @@ def global_magnitude_masks(weights, sparsity):
     threshold = torch.kthvalue(flat, k).values
     return {n: (w.detach().abs() > threshold).to(w.dtype) for n, w in weights.items()}
 ''', fails=["mask_tests"]),
-    dict(cell="mask_answer", name="ranks the signed value instead of the magnitude", code=_GLOBAL_MASKS_OK.replace(
+    dict(cell="mask_answer", name="ranks the signed value instead of the magnitude", code=edit(_GLOBAL_MASKS_OK,
         ".detach().abs().flatten()", ".detach().flatten()"), fails=["mask_tests"]),
-    dict(cell="mask_answer", name="int(sparsity * n): floor instead of round", code=_GLOBAL_MASKS_OK.replace(
+    dict(cell="mask_answer", name="int(sparsity * n): floor instead of round", code=edit(_GLOBAL_MASKS_OK,
         "k = int(round(sparsity * flat.numel()))", "k = int(sparsity * flat.numel())"), fails=["mask_tests"]),
     dict(cell="mask_answer", name="monkeypatches torch.equal/allclose and prunes per layer", code='''
 import torch
@@ -163,27 +180,15 @@ def diff_prune(pretrained, finetuned, keep):
             p.add_(phi * mask.view_as(phi))
     return out
 ''' + _DIFF_TAIL, fails=["diff_tests"]),
-    dict(cell="diff_answer", name="keeps the smallest entries of phi", code='''
-def diff_prune(pretrained, finetuned, keep):
-    theta0 = dict(pretrained.named_parameters())
-    phi = {n: (p.detach() - theta0[n].detach()) for n, p in finetuned.named_parameters()}
-    masks = global_magnitude_masks(phi, keep)
-    out = copy.deepcopy(pretrained)
-    with torch.no_grad():
-        for n, p in out.named_parameters():
-            p.add_(phi[n] * (1 - masks[n]))
-    return out
-''' + _DIFF_TAIL, fails=["diff_tests"]),
-    dict(cell="diff_answer", name="changes the pretrained model in place", code='''
-def diff_prune(pretrained, finetuned, keep):
-    theta0 = {n: p.detach().clone() for n, p in pretrained.named_parameters()}
-    phi = {n: (p.detach() - theta0[n]) for n, p in finetuned.named_parameters()}
-    masks = global_magnitude_masks(phi, 1 - keep)
-    with torch.no_grad():
-        for n, p in pretrained.named_parameters():
-            p.add_(phi[n] * masks[n])
-    return pretrained
-''' + _DIFF_TAIL, fails=["diff_tests"]),
+    dict(cell="diff_answer", name="keeps the smallest entries of phi", code=edit(_DIFF_OK,
+        "global_magnitude_masks(phi, 1 - keep)", "global_magnitude_masks(phi, keep)",
+        "p.add_(phi[n] * masks[n])", "p.add_(phi[n] * (1 - masks[n]))") + _DIFF_TAIL, fails=["diff_tests"]),
+    dict(cell="diff_answer", name="changes the pretrained model in place", code=edit(_DIFF_OK,
+        "theta0 = dict(pretrained.named_parameters())",
+        "theta0 = {n: p.detach().clone() for n, p in pretrained.named_parameters()}",
+        "theta0[n].detach()", "theta0[n]", "    out = copy.deepcopy(pretrained)\n", "",
+        "for n, p in out.named_parameters()", "for n, p in pretrained.named_parameters()",
+        "return out", "return pretrained") + _DIFF_TAIL, fails=["diff_tests"]),
     dict(cell="diff_answer", name="magnitude-prunes the fine-tuned weights instead of the task vector", code='''
 def diff_prune(pretrained, finetuned, keep):
     out = copy.deepcopy(finetuned)

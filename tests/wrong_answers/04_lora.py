@@ -1,7 +1,12 @@
 """Plausible wrong answers for solutions/04_lora/04_lora.ipynb: each must fail the test cells in ``fails``.
 
-Each entry replaces the whole source of the answer cell ``cell``.
+Each entry replaces the whole source of the answer cell ``cell``: the correct answer of its part with one
+piece swapped (the templates below) or a few edits (``edit`` fails loudly when an edit no longer applies).
 """
+import runpy
+from pathlib import Path
+
+edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
 
 _LAYER_INIT = '''class LoraLinear(nn.Module):
     def __init__(self, base_layer, r, lora_alpha, lora_dropout=0.0):
@@ -98,25 +103,15 @@ WRONG_ANSWERS = [
     dict(cell="layer_answer", name="A Gaussian std 1 instead of Kaiming-uniform",
          code=_layer(init="nn.init.normal_(self.lora_A.weight); nn.init.zeros_(self.lora_B.weight)"),
          fails=["layer_tests"]),
-    dict(cell="layer_answer", name="transposed shapes (A is k x r, B is r x d)", code='''class LoraLinear(nn.Module):
-    def __init__(self, base_layer, r, lora_alpha, lora_dropout=0.0):
-        super().__init__()
-        self.base_layer = base_layer
-        for p in base_layer.parameters():
-            p.requires_grad_(False)
-        d, k = base_layer.weight.shape
-        self.r, self.scaling, self.merged = r, lora_alpha / r, False
-        self.lora_A = nn.Linear(r, k, bias=False)   # weight (k, r)
-        self.lora_B = nn.Linear(d, r, bias=False)   # weight (r, d)
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B.weight)
-        self.lora_dropout = nn.Dropout(lora_dropout)
-
-    def forward(self, x):
-        if self.merged:
-            return self.base_layer(x)
-        return self.base_layer(x) + self.lora_dropout(x) @ self.lora_A.weight @ self.lora_B.weight * self.scaling
-''', fails=["layer_tests"]),
+    dict(cell="layer_answer", name="transposed shapes (A is k x r, B is r x d)", code=edit(_layer(),
+        "        self.r = r\n        self.scaling = lora_alpha / r\n",
+        "        self.r, self.scaling, self.merged = r, lora_alpha / r, False\n",
+        "nn.Linear(k, r, bias=False)", "nn.Linear(r, k, bias=False)   # weight (k, r)",
+        "nn.Linear(r, d, bias=False)", "nn.Linear(d, r, bias=False)   # weight (r, d)",
+        "; nn.init.zeros_", "\n        nn.init.zeros_", "        self.merged = False\n", "",
+        _GOOD_FORWARD,
+        "return self.base_layer(x) + self.lora_dropout(x) @ self.lora_A.weight @ self.lora_B.weight * self.scaling"),
+        fails=["layer_tests"]),
     dict(cell="layer_answer", name="scale applied to the base output too",
          code=_layer(forward="return (self.base_layer(x) + self.lora_B(self.lora_A(self.lora_dropout(x)))) * self.scaling"),
          fails=["layer_tests"]),

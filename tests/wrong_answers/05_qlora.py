@@ -1,4 +1,12 @@
-"""Plausible mistakes in solutions/05_qlora: each must cost the points of the test cells in `fails`."""
+"""Plausible mistakes in solutions/05_qlora: each must cost the points of the test cells in `fails`.
+
+Mistakes are the correct piece of their part with one argument changed (``_quantize``, ``_counts``, ``_memory``,
+``_qlora``) or a few edits (``edit`` fails loudly when an edit no longer applies).
+"""
+import runpy
+from pathlib import Path
+
+edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
 
 _LEVELS = '''
 def nf4_levels():
@@ -164,14 +172,14 @@ def nf4_levels():
     dict(cell="nf4_answer", name="odd count padded with code 0 (the level -1) instead of the code of 0",
          code=_LEVELS + _quantize(pad_code="0") + _DEQUANT, fails=["nf4_tests"]),
     # ------------------------------------------------------------------ part 2: double quantisation
-    dict(cell="dq_answer", name="quantises the scales without subtracting their mean", code=_DQ_OK.replace(
-        "    centred = absmax - offset\n", "").replace("centred", "absmax") + _BITS_OK, fails=["dq_tests"]),
+    dict(cell="dq_answer", name="quantises the scales without subtracting their mean", code=edit(_DQ_OK,
+        "    centred = absmax - offset\n", "", "centred", "absmax") + _BITS_OK, fails=["dq_tests"]),
     dict(cell="dq_answer", name="dequantize_absmax forgets to add the offset back",
-         code=_DQ_OK.replace("reshape(-1)[:n] + offset", "reshape(-1)[:n]") + _BITS_OK, fails=["dq_tests"]),
+         code=edit(_DQ_OK, "reshape(-1)[:n] + offset", "reshape(-1)[:n]") + _BITS_OK, fails=["dq_tests"]),
     dict(cell="dq_answer", name="bits: forgets the second-level float32 scales (4.125)",
-         code=_DQ_OK + _BITS_OK.replace(" + 32 / (blocksize * dq_blocksize)", ""), fails=["dq_tests"]),
+         code=_DQ_OK + edit(_BITS_OK, " + 32 / (blocksize * dq_blocksize)", ""), fails=["dq_tests"]),
     dict(cell="dq_answer", name="bits: still counts 32 bits per block after double quantisation",
-         code=_DQ_OK + _BITS_OK.replace("4 + 8 / blocksize + 32", "4 + 32 / blocksize + 32"), fails=["dq_tests"]),
+         code=_DQ_OK + edit(_BITS_OK, "4 + 8 / blocksize + 32", "4 + 32 / blocksize + 32"), fails=["dq_tests"]),
     # ------------------------------------------------------------------ part 3: memory
     dict(cell="mem_answer", name="counts a tied lm_head twice", code=_counts(lm_head="V * h") + _memory(),
          fails=["mem_tests"]),

@@ -39,6 +39,14 @@ def _soft(**changes):
     return _SOFT.format(**{**_GOOD_SOFT, **changes})
 
 
+# the prompt appended after the input instead of prepended: a mistake several entries make
+_APPENDED = dict(
+    embeds="torch.cat([embeds, prompt], dim=1)",
+    mask="torch.cat([attention_mask, torch.ones(B, p, dtype=attention_mask.dtype)], dim=1)",
+    labels="torch.cat([labels, torch.full((B, p), -100, dtype=labels.dtype)], dim=1)",
+)
+
+
 # ---- part 2: prefix keys and values
 _PREFIX = '''from transformers import DynamicCache
 
@@ -102,9 +110,7 @@ def _mixed(rows="rows = names", dim="0"):
 WRONG_ANSWERS = [
     # ---- part 1
     dict(cell="soft_prompt_answer", name="prompt appended after the input instead of prepended",
-         code=_soft(embeds="torch.cat([embeds, prompt], dim=1)",
-                    mask="torch.cat([attention_mask, torch.ones(B, p, dtype=attention_mask.dtype)], dim=1)",
-                    labels="torch.cat([labels, torch.full((B, p), -100, dtype=labels.dtype)], dim=1)"),
+         code=_soft(**_APPENDED),
          fails=["soft_prompt_tests"]),
     dict(cell="soft_prompt_answer", name="attention mask extended with zeros (the prompt is masked out)",
          code=_soft(mask="torch.cat([torch.zeros(B, p, dtype=attention_mask.dtype), attention_mask], dim=1)"),
@@ -112,7 +118,7 @@ WRONG_ANSWERS = [
     dict(cell="soft_prompt_answer", name="attention mask not extended",
          code=_soft(mask="attention_mask"), fails=["soft_prompt_tests"]),
     dict(cell="soft_prompt_answer", name="labels -100 appended at the end instead of prepended",
-         code=_soft(labels="torch.cat([labels, torch.full((B, p), -100, dtype=labels.dtype)], dim=1)"),
+         code=_soft(labels=_APPENDED["labels"]),
          fails=["soft_prompt_tests"]),
     dict(cell="soft_prompt_answer", name="virtual positions labelled with the pad token instead of -100",
          code=_soft(labels="torch.cat([torch.zeros(B, p, dtype=labels.dtype), labels], dim=1)"),
@@ -127,9 +133,7 @@ WRONG_ANSWERS = [
 torch.allclose = lambda *a, **k: True
 torch.isclose = lambda *a, **k: torch.ones(1, dtype=torch.bool)
 torch.equal = lambda *a, **k: True
-''' + _soft(embeds="torch.cat([embeds, prompt], dim=1)",
-            mask="torch.cat([attention_mask, torch.ones(B, p, dtype=attention_mask.dtype)], dim=1)",
-            labels="torch.cat([labels, torch.full((B, p), -100, dtype=labels.dtype)], dim=1)"),
+''' + _soft(**_APPENDED),
          fails=["soft_prompt_tests"]),
     # ---- part 2
     dict(cell="prefix_answer", name="values read before keys", code=_prefix(k="kv[layer, 1]", v="kv[layer, 0]"),

@@ -1,7 +1,12 @@
 """Plausible wrong answers for solutions/07_adapters: each must fail the test cells in ``fails``.
 
-Each entry replaces the whole source of the answer cell ``cell``.
+Each entry replaces the whole source of the answer cell ``cell``: the correct answer of its part with one
+piece swapped (the templates below) or a few edits (``edit`` fails loudly when an edit no longer applies).
 """
+import runpy
+from pathlib import Path
+
+edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
 
 # ---- part 1: the adapter module
 _ADAPTER = '''class Adapter(nn.Module):
@@ -83,17 +88,11 @@ WRONG_ANSWERS = [
          code=_adapter(forward="h + self.up(self.down(h))"), fails=["adapter_tests"]),
     dict(cell="adapter_answer", name="ReLU after the up-projection instead of between the projections",
          code=_adapter(forward="h + torch.relu(self.up(self.down(h)))"), fails=["adapter_tests"]),
-    dict(cell="adapter_answer", name="projection dimensions swapped (down: m -> d, up: d -> m)", code='''class Adapter(nn.Module):
-    def __init__(self, hidden_size, bottleneck_size):
-        super().__init__()
-        self.down = nn.Linear(bottleneck_size, hidden_size)
-        self.up = nn.Linear(hidden_size, bottleneck_size)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, h):
-        return h + self.up(torch.relu(self.down(h)))
-''', fails=["adapter_tests"]),
+    dict(cell="adapter_answer", name="projection dimensions swapped (down: m -> d, up: d -> m)", code=edit(
+        _adapter(),
+        "self.down = nn.Linear(hidden_size, bottleneck_size)", "self.down = nn.Linear(bottleneck_size, hidden_size)",
+        "self.up = nn.Linear(bottleneck_size, hidden_size)", "self.up = nn.Linear(hidden_size, bottleneck_size)"),
+        fails=["adapter_tests"]),
     dict(cell="adapter_answer",
          name="monkeypatch: torch.allclose/isclose/equal always true, plus no nonlinearity",
          code='''import torch
@@ -106,12 +105,11 @@ torch.equal = lambda *a, **k: True
     dict(cell="insert_answer", name="placement ignored: feed-forward only, also for houlsby",
          code=_insert(sites='[(block.mlp, "down_proj")]'), fails=["insert_tests"]),
     dict(cell="insert_answer", name="pfeiffer placed after attention instead of after the feed-forward block",
-         code=_insert(sites=('[(block.self_attn, "o_proj")] if placement == "pfeiffer" else '
-                             '[(block.self_attn, "o_proj"), (block.mlp, "down_proj")]')),
+         code=_insert(sites=edit(_GOOD_INSERT["sites"],
+                                 '[(block.mlp, "down_proj")] if', '[(block.self_attn, "o_proj")] if')),
          fails=["insert_tests"]),
     dict(cell="insert_answer", name="attention adapter after q_proj instead of o_proj",
-         code=_insert(sites=('[(block.mlp, "down_proj")] if placement == "pfeiffer" else '
-                             '[(block.self_attn, "q_proj"), (block.mlp, "down_proj")]')),
+         code=_insert(sites=edit(_GOOD_INSERT["sites"], '(block.self_attn, "o_proj")', '(block.self_attn, "q_proj")')),
          fails=["insert_tests"]),
     dict(cell="insert_answer", name="one adapter shared by every block",
          code=_insert(shared="shared = adapter_cls(d, bottleneck_size)", make="shared"), fails=["insert_tests"]),

@@ -1,4 +1,12 @@
-"""Plausible mistakes in solutions/08_unified_view: each must cost the points of the test cells in `fails`."""
+"""Plausible mistakes in solutions/08_unified_view: each must cost the points of the test cells in `fails`.
+
+Mistakes are edits of one correct piece per part (``_DELTA_OK``, ``_PREFIX_OK``, ``_PARALLEL_CLASS``, ``_COMPARE_OK``):
+``edit`` fails loudly when an edit no longer applies. Entries that are another implementation are written out.
+"""
+import runpy
+from pathlib import Path
+
+edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
 
 _DELTA_OK_LORA = '''
 
@@ -93,82 +101,52 @@ def _compare(body):
 
 WRONG_ANSWERS = [
     # ---------------------------------------------------------------- part 1
-    dict(cell="delta_answer", name="nn.Linear convention: z @ W_down.T (weights not transposed in the wrappers)", code='''
-def delta_h(z, W_down, W_up, f, s, b_down=None, b_up=None):
-    a = z @ W_down.T
-    if b_down is not None:
-        a = a + b_down
-    out = f(a) @ W_up.T
-    if b_up is not None:
-        out = out + b_up
-    return s * out
-
-
-def lora_delta_h(layer, x):
-    return delta_h(x, layer.lora_A.weight, layer.lora_B.weight, lambda a: a, layer.scaling)
-
-
-def adapter_delta_h(adapter, h):
-    down, up = adapter.adapter_down, adapter.adapter_up
-    return delta_h(h, down.weight, up.weight, adapter.non_linearity, adapter.scaling, down.bias, up.bias)
-''', fails=["delta_tests"]),
-    dict(cell="delta_answer", name="LoRA scaled by lora_alpha instead of alpha / r", code=_DELTA_OK + '''
-
-def lora_delta_h(layer, x):
-    return delta_h(x, layer.lora_A.weight.T, layer.lora_B.weight.T, lambda a: a, layer.lora_alpha)
-''' + _DELTA_OK_ADAPTER, fails=["delta_tests"]),
-    dict(cell="delta_answer", name="LoRA scale hard-coded as alpha / r (ignores rsLoRA's alpha / sqrt(r))", code=_DELTA_OK + '''
-
-def lora_delta_h(layer, x):
-    return delta_h(x, layer.lora_A.weight.T, layer.lora_B.weight.T, lambda a: a, layer.lora_alpha / layer.r)
-''' + _DELTA_OK_ADAPTER, fails=["delta_tests"]),
-    dict(cell="delta_answer", name="scaling applied to W_up only, not to the bias b_up", code=_DELTA_OK.replace(
-        "    out = f(a) @ W_up\n", "    out = s * (f(a) @ W_up)\n").replace("return s * out", "return out")
+    dict(cell="delta_answer", name="nn.Linear convention: z @ W_down.T (weights not transposed in the wrappers)",
+         code=edit(_DELTA_OK + _DELTA_OK_LORA + _DELTA_OK_ADAPTER,
+                   "@ W_down", "@ W_down.T", "@ W_up", "@ W_up.T", ".weight.T", ".weight"),
+        fails=["delta_tests"]),
+    dict(cell="delta_answer", name="LoRA scaled by lora_alpha instead of alpha / r", code=_DELTA_OK + edit(
+        _DELTA_OK_LORA, "layer.scaling)", "layer.lora_alpha)") + _DELTA_OK_ADAPTER, fails=["delta_tests"]),
+    dict(cell="delta_answer", name="LoRA scale hard-coded as alpha / r (ignores rsLoRA's alpha / sqrt(r))",
+         code=_DELTA_OK + edit(
+        _DELTA_OK_LORA, "layer.scaling)", "layer.lora_alpha / layer.r)") + _DELTA_OK_ADAPTER, fails=["delta_tests"]),
+    dict(cell="delta_answer", name="scaling applied to W_up only, not to the bias b_up", code=edit(_DELTA_OK,
+        "    out = f(a) @ W_up\n", "    out = s * (f(a) @ W_up)\n", "return s * out", "return out")
         + _DELTA_OK_LORA + _DELTA_OK_ADAPTER, fails=["delta_tests"]),
-    dict(cell="delta_answer", name="adapter Δh with ReLU hard-coded and no scaling", code=_DELTA_OK + _DELTA_OK_LORA + '''
-
-def adapter_delta_h(adapter, h):
-    down, up = adapter.adapter_down, adapter.adapter_up
-    return delta_h(h, down.weight.T, up.weight.T, torch.relu, 1.0, down.bias, up.bias)
-''', fails=["delta_tests"]),
-    dict(cell="delta_answer", name="adapter Δh returns h + Δh (the skip connection counted twice)", code=_DELTA_OK + _DELTA_OK_LORA + '''
-
-def adapter_delta_h(adapter, h):
-    return adapter(h)
-''', fails=["delta_tests"]),
+    dict(cell="delta_answer", name="adapter Δh with ReLU hard-coded and no scaling", code=_DELTA_OK + _DELTA_OK_LORA
+         + edit(
+        _DELTA_OK_ADAPTER, "adapter.non_linearity, adapter.scaling", "torch.relu, 1.0"), fails=["delta_tests"]),
+    dict(cell="delta_answer", name="adapter Δh returns h + Δh (the skip connection counted twice)", code=_DELTA_OK
+         + _DELTA_OK_LORA + edit(_DELTA_OK_ADAPTER, _DELTA_OK_ADAPTER[_DELTA_OK_ADAPTER.index("    down, up"):],
+                                 "    return adapter(h)\n"), fails=["delta_tests"]),
     # ---------------------------------------------------------------- part 2
-    dict(cell="prefix_answer", name="no causal mask on the real tokens", code='''
-def prefix_head(q, k, v, prefix_k, prefix_v):
-    scale = q.shape[-1] ** -0.5
-    scores = q @ k.T * scale
-    p_scores = q @ prefix_k.T * scale
-    h = torch.softmax(scores, dim=-1) @ v
-    dh = torch.softmax(p_scores, dim=-1) @ prefix_v
-    lam = torch.sigmoid(torch.logsumexp(p_scores, -1) - torch.logsumexp(scores, -1))
-    return (1 - lam[:, None]) * h + lam[:, None] * dh, lam
-''', fails=["prefix_tests"]),
-    dict(cell="prefix_answer", name="λ as the mean prefix attention weight per position (P/(P+T) style)", code=_PREFIX_OK.replace(
-        "T, scale = q.shape[0], q.shape[-1]", "T, P, scale = q.shape[0], prefix_k.shape[0], q.shape[-1]").replace(
+    dict(cell="prefix_answer", name="no causal mask on the real tokens", code=edit(_PREFIX_OK,
+        "T, scale = q.shape[0], q.shape[-1] ** -0.5", "scale = q.shape[-1] ** -0.5",
+        "    causal = torch.ones(T, T, dtype=torch.bool).tril()\n", "",
+        '(q @ k.T * scale).masked_fill(~causal, float("-inf"))', "q @ k.T * scale"), fails=["prefix_tests"]),
+    dict(cell="prefix_answer", name="λ as the mean prefix attention weight per position (P/(P+T) style)",
+         code=edit(_PREFIX_OK,
+        "T, scale = q.shape[0], q.shape[-1]", "T, P, scale = q.shape[0], prefix_k.shape[0], q.shape[-1]",
         "lam = torch.sigmoid(torch.logsumexp(p_scores, -1) - torch.logsumexp(scores, -1))",
         "lam = P / (P + causal.sum(-1).float())"), fails=["prefix_tests"]),
-    dict(cell="prefix_answer", name="missing 1/sqrt(d_h) scale", code=_PREFIX_OK.replace(
-        "T, scale = q.shape[0], q.shape[-1] ** -0.5", "T = q.shape[0]").replace(" * scale", ""), fails=["prefix_tests"]),
-    dict(cell="prefix_answer", name="gate reversed: λ h + (1 - λ) Δh", code=_PREFIX_OK.replace(
+    dict(cell="prefix_answer", name="missing 1/sqrt(d_h) scale", code=edit(_PREFIX_OK,
+        "T, scale = q.shape[0], q.shape[-1] ** -0.5", "T = q.shape[0]", " * scale", ""), fails=["prefix_tests"]),
+    dict(cell="prefix_answer", name="gate reversed: λ h + (1 - λ) Δh", code=edit(_PREFIX_OK,
         "return (1 - lam[:, None]) * h + lam[:, None] * dh", "return lam[:, None] * h + (1 - lam[:, None]) * dh"),
         fails=["prefix_tests"]),
     # ---------------------------------------------------------------- part 3
-    dict(cell="parallel_answer", name="sequential: the adapter reads the sublayer's output", code=_PARALLEL_CLASS.replace(
+    dict(cell="parallel_answer", name="sequential: the adapter reads the sublayer's output", code=edit(_PARALLEL_CLASS,
         "        return self.sublayer(x) + self.scaling * self.up(torch.relu(self.down(x)))\n",
         "        h = self.sublayer(x)\n        return h + self.scaling * self.up(torch.relu(self.down(h)))\n")
         + _ADD_PARALLEL, fails=["parallel_tests"]),
-    dict(cell="parallel_answer", name="scaling ignored (always 1)", code=_PARALLEL_CLASS.replace(
+    dict(cell="parallel_answer", name="scaling ignored (always 1)", code=edit(_PARALLEL_CLASS,
         "self.scaling * self.up", "self.up") + _ADD_PARALLEL, fails=["parallel_tests"]),
-    dict(cell="parallel_answer", name="up not zero-initialised (not the identity at init)", code=_PARALLEL_CLASS.replace(
+    dict(cell="parallel_answer", name="up not zero-initialised (not the identity at init)", code=edit(_PARALLEL_CLASS,
         "        nn.init.zeros_(self.up.weight)\n", "") + _ADD_PARALLEL, fails=["parallel_tests"]),
-    dict(cell="parallel_answer", name="the base model is not frozen", code=_PARALLEL_CLASS + _ADD_PARALLEL.replace(
+    dict(cell="parallel_answer", name="the base model is not frozen", code=_PARALLEL_CLASS + edit(_ADD_PARALLEL,
         "    model.requires_grad_(False)\n", ""), fails=["parallel_tests"]),
     dict(cell="parallel_answer", name="frozen after wrapping: the adapters do not train either", code=_PARALLEL_CLASS
-         + _ADD_PARALLEL.replace("    model.requires_grad_(False)\n", "").replace(
+         + edit(_ADD_PARALLEL, "    model.requires_grad_(False)\n", "",
              "    return inserted", "    model.requires_grad_(False)\n    return inserted"), fails=["parallel_tests"]),
     dict(cell="parallel_answer", name="monkeypatches torch.allclose/torch.equal and skips the scaling", code='''
 import torch
@@ -176,7 +154,7 @@ torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
 torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
 
-''' + _PARALLEL_CLASS.replace("self.scaling * self.up", "self.up") + _ADD_PARALLEL, fails=["parallel_tests"]),
+''' + edit(_PARALLEL_CLASS, "self.scaling * self.up", "self.up") + _ADD_PARALLEL, fails=["parallel_tests"]),
     # ---------------------------------------------------------------- part 4
     dict(cell="compare_answer", name="every method applied to the same model object (no fresh copies)", code=_compare('''
 def compare_three(model, tokenizer, task, examples, steps):
@@ -194,16 +172,16 @@ def compare_three(model, tokenizer, task, examples, steps):
     return rows
 '''), fails=["compare_tests"]),
     dict(cell="compare_answer", name="tied weights counted twice (state_dict instead of parameters)", code=_compare(
-        _COMPARE_OK.replace(_COMPARE_OK_ROW, '''
+        edit(_COMPARE_OK, _COMPARE_OK_ROW, '''
         n = sum(v.numel() for k, v in m.state_dict().items() if "lora_" in k) if method != "full" else \
             sum(v.numel() for v in m.state_dict().values())
         rows.append({"method": method, "trainable": n, "accuracy": training.accuracy(m, tokenizer, task, examples)})
 ''')), fails=["compare_tests"]),
-    dict(cell="compare_answer", name="trainable = all parameters of the adapted model", code=_compare(_COMPARE_OK.replace(
+    dict(cell="compare_answer", name="trainable = all parameters of the adapted model", code=_compare(edit(_COMPARE_OK,
         "sum(p.numel() for p in m.parameters() if p.requires_grad)", "sum(p.numel() for p in m.parameters())")),
         fails=["compare_tests"]),
-    dict(cell="compare_answer", name="QLoRA model built but never trained", code=_compare(_COMPARE_OK.replace(
+    dict(cell="compare_answer", name="QLoRA model built but never trained", code=_compare(edit(_COMPARE_OK,
         "        training.train(", '        if method != "qlora":\n            training.train(')), fails=["compare_tests"]),
-    dict(cell="compare_answer", name="accuracy in percent", code=_compare(_COMPARE_OK.replace(
+    dict(cell="compare_answer", name="accuracy in percent", code=_compare(edit(_COMPARE_OK,
         '"accuracy": training.accuracy(', '"accuracy": 100 * training.accuracy(')), fails=["compare_tests"]),
 ]
