@@ -41,6 +41,7 @@ from .notebooks import source_sha256
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 EXECUTED_KEY = "course_executed"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # a kernel's default; "Agg" would keep no plot
 # README sections shown on the landing page, by the start of their heading (the README stays the one source).
 README_SECTIONS = ("Quickstart", "Two runtimes", "Opening the course")
 
@@ -109,9 +110,9 @@ def ensure_executed(root: Path, notebooks: list[Path], execute: bool = True,
         shown.update({nb: nb for nb in stale})
         return shown, [], 0.0
     print(f"course book: executing {len(stale)} notebook(s) whose executed copy is missing or stale: {', '.join(rels)}")
-    env = {"COURSE_RUNTIME": "embedded", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    env = {"COURSE_RUNTIME": "embedded", "HF_HUB_OFFLINE": "1", "MPLBACKEND": INLINE_BACKEND}
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernels inherit them: the embedded runtime, no hub, no display
+    os.environ.update(env)  # the kernels inherit them: the embedded runtime, no hub, plots kept as PNG outputs
     t0, failed = time.time(), []
     try:
         for nb in tqdm(stale, desc="executing notebooks", unit="nb"):
@@ -315,8 +316,6 @@ def config_yaml(title: str, edition: str) -> str:
             "mathjax_path": "mathjax/tex-chtml.js",
             # widgets are replaced by their recorded outputs: load no widget JavaScript (it would come from a CDN)
             "nb_ipywidgets_js": {},
-            "html_show_sourcelink": False,
-            "html_copy_source": False,
             "suppress_warnings": ["myst.header", "mystnb.unknown_mime_type"],
         }},
     }
@@ -347,7 +346,8 @@ def collect(root: Path, solutions: bool) -> tuple[list[Path], list[Path]]:
 def leak_problems(root: Path, site: Path, sources: Path) -> list[str]:
     """The leak check of ``course check`` on the built site and the notebooks it was built from.
 
-    Every page, and every notebook under ``sources``, may hold no nbgrader marker text; the page and the
+    Every page and downloadable notebook of the site, and every notebook under ``sources``, may hold no
+    nbgrader marker text; the page and the
     notebook of exercise A may hold no line of solution A or of its hidden tests (the rule that
     ``course check`` applies to ``exercises/A``). Secrets are per assignment: one assignment's answer,
     such as ``loss.backward()``, is ordinary code in another's task or in a lecture. On a page, a line
@@ -372,13 +372,16 @@ def leak_problems(root: Path, site: Path, sources: Path) -> list[str]:
         return found
 
     problems = []
-    for base, rendered in ((site, True), (sources, False)):
-        for f in sorted(base.rglob("*.html" if rendered else "*.ipynb")):
+    for base in (site, sources):
+        for f in sorted(base.rglob("*")):
             rel = f.relative_to(base)
-            if "_static" in rel.parts or "_build" in rel.parts:
+            if f.suffix not in (".html", ".ipynb") or "_static" in rel.parts or "_build" in rel.parts:
                 continue
+            rendered = f.suffix == ".html"
             text = _html_text(f) if rendered else file_text(f)
-            secrets = secrets_of(f.stem, rendered) if rel.parts[0] == "exercises" else set()
+            # exercises/A.html, or the downloadable source _sources/exercises/A.ipynb
+            exercise = "exercises" in rel.parts[:2]
+            secrets = secrets_of(Path(f.stem).stem, rendered) if exercise else set()
             problems += scan_text(f"{base.name}/{rel}", text, secrets)
     return problems
 
@@ -447,6 +450,7 @@ def build(solutions: bool = False, out: Path | None = None, execute: bool = True
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(html, out, ignore=shutil.ignore_patterns(".buildinfo", ".doctrees"))
+    (out / ".nojekyll").touch()  # GitHub Pages: serve _static/ and _images/ as they are
     result.seconds_building = time.time() - t0
     result.pages = sorted(str(p.relative_to(out)) for p in out.rglob("*.html") if "_static" not in p.parts)
     if not solutions:

@@ -212,3 +212,14 @@ def test_a_stale_notebook_is_executed_before_the_build(tmp_path):
 def test_missing_readme_section_is_a_clear_error():
     with pytest.raises(CourseError, match="Opening the course"):
         book.readme_sections("# Title\n\n## Quickstart\nx\n## Two runtimes\ny\n")
+
+
+def test_cli_refuses_to_write_the_learner_edition_over_the_instructor_edition(course):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "course_lib.cli", "book", "--no-execute", "--out",
+                        str(course / "build" / "book-instructor")], capture_output=True, text=True,
+                       env=dict(os.environ, COURSE_ROOT=str(course)), timeout=120)
+    assert r.returncode == 2 and "would overwrite the instructor edition" in r.stderr, r.stderr[-500:]
