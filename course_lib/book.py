@@ -135,27 +135,44 @@ def ensure_executed(root: Path, notebooks: list[Path], execute: bool = True,
 
 # ---------------------------------------------------------------- notebook preparation
 
-def _widget_outputs(state: dict, model_id: str, seen: set | None = None) -> list[dict]:
-    """The outputs that an ``Output`` widget inside widget ``model_id`` recorded, depth first."""
-    seen = set() if seen is None else seen
+def _widget_parts(state: dict, model_id: str, seen: set) -> tuple[list[str], list[dict]]:
+    """What widget ``model_id`` showed at the end of the run, depth first: (text, outputs).
+
+    Text: the value of each HTML or Label widget (tqdm's bar writes its description and counts there)
+    and ``description: value`` of each control (slider, menu); outputs: what each ``Output`` widget
+    recorded (the LoRA explorer's figure and numbers). A closed widget is no longer in the state.
+    """
+    import html
+
     if model_id in seen or model_id not in state:
-        return []
+        return [], []
     seen.add(model_id)
     model = state[model_id]
-    st = model.get("state", {})
-    if model.get("model_name") == "OutputModel":
-        return list(st.get("outputs", []))
-    found = []
+    name, st = model.get("model_name", ""), model.get("state", {})
+    if name == "OutputModel":
+        return [], list(st.get("outputs", []))
+    if name in ("HTMLModel", "HTMLMathModel", "LabelModel"):
+        value = html.unescape(re.sub(r"<[^>]+>", "", str(st.get("value", "")))).strip()
+        return ([value] if value else []), []
+    if "_options_labels" in st and st.get("index") is not None:
+        return [f"{st.get('description', '')}: {st['_options_labels'][st['index']]}"], []
+    if "value" in st and st.get("description") and "Progress" not in name:
+        return [f"{st['description']}: {st['value']:g}" if isinstance(st["value"], float) else
+                f"{st['description']}: {st['value']}"], []
+    texts, outputs = [], []
     for child in st.get("children", []):
         if isinstance(child, str) and child.startswith("IPY_MODEL_"):
-            found += _widget_outputs(state, child.removeprefix("IPY_MODEL_"), seen)
-    return found
+            t, o = _widget_parts(state, child.removeprefix("IPY_MODEL_"), seen)
+            texts, outputs = texts + t, outputs + o
+    return texts, outputs
 
 
 def static_widgets(nb) -> int:
-    """Replace every widget view in ``nb`` by the outputs its Output widgets recorded; drop widget state.
+    """Replace every widget view in ``nb`` by what it showed when the run ended; drop the widget state.
 
-    Returns the number of widget views replaced. A widget that recorded nothing becomes a short note.
+    A view becomes one line of its text (a progress bar's counts, a control's value) followed by its
+    Output widgets' recorded outputs (figures, printed text); a closed widget, which shows nothing in
+    JupyterLab either, is dropped. Returns the number of widget views replaced.
     """
     import nbformat
 
@@ -171,9 +188,10 @@ def static_widgets(nb) -> int:
                 outputs.append(out)
                 continue
             replaced += 1
-            recorded = _widget_outputs(state, view.get("model_id", ""))
-            outputs += [nbformat.from_dict(o) for o in recorded] or [nbformat.v4.new_output(
-                "display_data", data={"text/plain": "(an interactive widget: run the notebook to use it)"})]
+            texts, recorded = _widget_parts(state, view.get("model_id", ""), set())
+            if texts:
+                outputs.append(nbformat.v4.new_output("stream", name="stdout", text="  ".join(texts) + "\n"))
+            outputs += [nbformat.from_dict(o) for o in recorded]
         cell.outputs = outputs
     nb.metadata.pop("widgets", None)
     return replaced

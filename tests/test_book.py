@@ -57,12 +57,19 @@ def _executed(nb: nbformat.NotebookNode, source: Path, widget: bool = False) -> 
     code = nb.cells[1]
     code.execution_count = 1
     code.outputs = [nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]
-    if widget:  # a VBox holding an Output widget that drew a figure, as nbclient records it
-        code.outputs.append(nbformat.v4.new_output("display_data", data={
-            book.WIDGET_VIEW: {"model_id": "box", "version_major": 2, "version_minor": 0},
-            "text/plain": "VBox(children=(Output(),))"}))
+    if widget:  # as nbclient records them: the explorer (a slider above an Output widget that drew a figure),
+        # a finished tqdm bar (HTML, progress, HTML) and a bar closed with leave=False (gone from the state)
+        for model_id in ("box", "bar", "closed"):
+            code.outputs.append(nbformat.v4.new_output("display_data", data={
+                book.WIDGET_VIEW: {"model_id": model_id, "version_major": 2, "version_minor": 0},
+                "text/plain": "VBox(children=(Output(),))"}))
         nb.metadata["widgets"] = {book.WIDGET_STATE: {"version_major": 2, "version_minor": 0, "state": {
-            "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_out"]}},
+            "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_rank", "IPY_MODEL_out"]}},
+            "rank": {"model_name": "IntSliderModel", "state": {"description": "rank r", "value": 8}},
+            "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_b1", "IPY_MODEL_b2", "IPY_MODEL_b3"]}},
+            "b1": {"model_name": "HTMLModel", "state": {"value": "training: 100%"}},
+            "b2": {"model_name": "FloatProgressModel", "state": {"value": 30.0, "max": 30.0}},
+            "b3": {"model_name": "HTMLModel", "state": {"value": " 30/30 [00:01&lt;00:00, loss=0.125]"}},
             "out": {"model_name": "OutputModel", "state": {"outputs": [
                 {"output_type": "display_data", "data": {"image/png": png, "text/plain": "<Figure>"}, "metadata": {}},
                 {"output_type": "stream", "name": "stdout", "text": "r = 8, alpha = 16: widget text\n"}]}}}}}
@@ -140,10 +147,17 @@ def test_learner_edition_has_pages_images_math_and_no_solution(learner):
     assert "BEGIN SOLUTION" not in everything
 
 
-def test_the_widget_is_replaced_by_what_it_drew(learner):
-    _, result = learner
+def test_widgets_are_replaced_by_what_they_showed(learner):
+    course, result = learner
     page = _text(result.out / "lectures" / "04_tiny.html")
-    assert "r = 8, alpha = 16: widget text" in page
+    assert "r = 8, alpha = 16: widget text" in page and "rank r: 8" in page
+    assert "training: 100%  30/30 [00:01&lt;00:00, loss=0.125]" in page  # the bar as it ended
+    nb = _executed(_lecture(4, "LoRA"), course / "lectures" / "04_tiny.ipynb", widget=True)
+    assert book.static_widgets(nb) == 3 and "widgets" not in nb.metadata
+    kinds = [(o.output_type, o.get("text", "")[:12]) for o in nb.cells[1].outputs]
+    # the plot; the explorer's control, figure and text; the finished bar; nothing for the closed bar
+    assert kinds == [("display_data", ""), ("stream", "rank r: 8\n"), ("display_data", ""),
+                     ("stream", "r = 8, alpha"), ("stream", "training: 10")], kinds
     assert len(re.findall(r"<img[^>]+src=\"[^\"]*_images", page)) >= 2  # the plot and the widget's figure
     assert "VBox(children" not in page and "widget-view+json" not in page
 
