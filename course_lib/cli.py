@@ -7,6 +7,7 @@
     course grade SUBMISSIONS      autograde SUBMISSIONS/<student>/<assignment>/*.ipynb
     course check [ASSIGNMENT ...] prove the grader right (see course_lib.grading)
     course bench [--quick] [--only NAME ...]  benchmarks vs peft/bitsandbytes and the hardware (benchmarks/)
+    course book [--solutions] [--out DIR] [--no-execute]  the course as a static web site (build/book/)
 """
 from __future__ import annotations
 
@@ -131,6 +132,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_book(args: argparse.Namespace) -> int:
+    from .book import build
+
+    result = build(solutions=args.solutions, out=Path(args.out) if args.out else None, execute=not args.no_execute,
+                   quiet=not args.verbose)
+    print(f"course book: {len(result.pages)} pages in {result.out} (built in {result.seconds_building:.1f} s"
+          + (f"; executed {len(result.executed)} notebook(s) first in {result.seconds_executing:.0f} s" if result.executed
+             else "") + ")")
+    print(f"   open {result.out / 'index.html'}, or serve it: python -m http.server -d {result.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Efficient adaptation of language models: the course.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -161,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="where to write JSON and plots (default: benchmarks/results)")
     b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     b.set_defaults(func=cmd_bench)
+    bk = sub.add_parser("book", help="build the course as a static web site from the executed notebooks (Jupyter Book)")
+    bk.add_argument("--solutions", action="store_true",
+                    help="the instructor edition with the solutions (default folder build/book-instructor/)")
+    bk.add_argument("--out", default=None, help="where to write the site (default: build/book/)")
+    bk.add_argument("--no-execute", action="store_true",
+                    help="never execute notebooks; show a stale or missing one without outputs")
+    bk.add_argument("--verbose", action="store_true", help="show Jupyter Book's and Sphinx's log")
+    bk.set_defaults(func=cmd_book)
     return p
 
 

@@ -1,7 +1,9 @@
 """Execute notebooks headless (nbclient) and report what happened.
 
 Used by ``course run``: each notebook runs in its own kernel with its directory as the working
-directory; the executed copy is written under ``build/executed/`` with the same relative path.
+directory; the executed copy is written under ``build/executed/`` with the same relative path. The
+copy records what it was executed from in ``metadata.course_executed`` (the source file's SHA-256 and
+whether every cell ran), which ``course book`` reads to decide whether the copy is fresh.
 """
 from __future__ import annotations
 
@@ -16,6 +18,13 @@ class RunResult:
     ok: bool
     seconds: float
     error: str = ""
+
+
+def source_sha256(path: Path) -> str:
+    """SHA-256 of a notebook file as committed: what an executed copy records it was made from."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def default_notebooks(root: Path) -> list[Path]:
@@ -51,6 +60,7 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 900, kernel_name
         error = f"the kernel died: {err}"
     finally:
         bar.close()
+    nb.metadata["course_executed"] = {"source_sha256": source_sha256(path), "ok": not error}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
     return RunResult(str(path), not error, time.time() - t0, error[:200])

@@ -234,3 +234,51 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
             result.history.append({"step": step, "accuracy": accuracy(model, tokenizer, task, val)})
     model.eval()
     return result
+
+
+@dataclass
+class ScaleResult:
+    """What :func:`train_across_models` measured: parameters, untrained and trained accuracy per model."""
+    sizes: dict[str, int] = field(default_factory=dict)                  # {model: parameters}
+    baseline: dict[str, float] = field(default_factory=dict)             # {model: accuracy before training}
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # {method: {model: final accuracy}}
+
+
+def train_across_models(models: list[str], methods: dict[str, Callable], task, config: TrainConfig, *,
+                        runtime=None, progress: bool = True) -> ScaleResult:
+    """Train every method on every model with the same budget; one progress bar over all the runs.
+
+    ``methods`` maps a name to ``make(model, tokenizer) -> (wrapped_model, lr)``; ``make`` must not
+    change ``model`` (wrap a ``copy.deepcopy``). For each model (loaded with
+    :func:`course_lib.models.load_model`) each method's model is made in the order given and trained with
+    ``config`` at its own learning rate (:func:`train` seeds with ``config.seed``), one copy at a time.
+    Accuracies, before and after, are on the first ``config.eval_examples`` validation examples.
+    Used by lecture 06 to compare methods across model sizes.
+    """
+    import dataclasses
+
+    from tqdm.auto import tqdm
+
+    from .models import count_parameters, load_model
+
+    result = ScaleResult(accuracy={name: {} for name in methods})
+    bar = tqdm(total=len(models) * len(methods), desc="runs", unit="run", disable=not progress)
+    for name in models:
+        model, tokenizer = load_model(name, runtime=runtime)
+        result.sizes[name] = count_parameters(model)
+        result.baseline[name] = accuracy(model, tokenizer, task, task["validation"][:config.eval_examples])
+        rng = torch.get_rng_state()
+        for method, make in methods.items():
+            # one trained copy in memory at a time; each is made from the RNG state the previous make left,
+            # so the numbers equal making them all first (training reseeds the global RNG)
+            torch.set_rng_state(rng)
+            wrapped, lr = make(model, tokenizer)
+            rng = torch.get_rng_state()
+            bar.set_postfix_str(f"{name}: {method}")
+            run = train(wrapped, tokenizer, task, dataclasses.replace(config, lr=lr), progress=False)
+            result.accuracy[method][name] = run.final_accuracy
+            bar.update(1)
+            del wrapped, run
+        del model
+    bar.close()
+    return result

@@ -68,3 +68,31 @@ def test_nothing_to_train_is_a_clear_error(embedded):
     frozen = copy.deepcopy(model).requires_grad_(False)
     with pytest.raises(ConfigError, match="nothing to train"):
         training.train(frozen, tok, training.TextPairs([("a", "b")]), training.TrainConfig(steps=1), progress=False)
+
+
+def test_train_across_models_runs_each_method_on_each_model_with_one_progress_bar(capsys):
+    from course_lib.models import load_model
+    from course_lib.runtime import select_runtime
+    from course_lib.tasks import downstream_task
+
+    runtime = select_runtime("embedded")
+    task = downstream_task(runtime)
+    config = training.TrainConfig(steps=3, batch_size=4, eval_examples=16)
+    methods = {"full": lambda m, tok: (copy.deepcopy(m).requires_grad_(True), 1e-3),
+               "head only": lambda m, tok: (_head_only(copy.deepcopy(m)), 3e-3)}
+    grid = training.train_across_models(["embedded-xs"], methods, task, config, runtime=runtime)
+    err = capsys.readouterr().err
+    assert "runs" in err and "2/2" in err, f"one bar over the 2 runs expected on stderr: {err[-300:]!r}"
+    model, tok = load_model("embedded-xs", runtime=runtime)
+    direct = training.train(_head_only(copy.deepcopy(model)), tok, task,
+                            training.TrainConfig(steps=3, batch_size=4, eval_examples=16, lr=3e-3), progress=False)
+    assert grid.accuracy["head only"]["embedded-xs"] == direct.final_accuracy
+    assert set(grid.accuracy) == {"full", "head only"} and grid.sizes["embedded-xs"] == sum(
+        p.numel() for p in model.parameters())
+    assert grid.baseline["embedded-xs"] == training.accuracy(model, tok, task, task["validation"][:16])
+
+
+def _head_only(model):
+    model.requires_grad_(False)
+    model.get_output_embeddings().requires_grad_(True)
+    return model
