@@ -44,8 +44,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         cuda = torch.cuda.is_available()
         print(f"cuda          {'yes: ' + torch.cuda.get_device_name(0) if cuda else 'no'}")
-        from .threads import configure_threads
-        print(f"cpu threads   {configure_threads()}")
     except ImportError:
         cuda = False
     from . import embedded

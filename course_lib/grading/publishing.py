@@ -121,7 +121,7 @@ def assemble(root: Path, stage: Path) -> None:
 
 def publish(dest: Path, *, force: bool = False, check_release: bool = True) -> int:
     """Write the learner edition into ``dest``; 1 (and nothing written) on a leak or a stale release."""
-    from .releasing import stale
+    from .releasing import report_stale
 
     cfg = load_config()
     root, names = cfg.root, assignments(cfg.root)
@@ -134,14 +134,9 @@ def publish(dest: Path, *, force: bool = False, check_release: bool = True) -> i
         raise CourseError(f"{dest} is not empty ({len(existing)} entries).",
                           f"give an empty or new folder, or `course publish {dest} --force` to replace its "
                           "contents (a .git folder there is kept).")
-    if check_release:
-        problems = stale(cfg, names)
-        if problems:
-            print("course publish: the committed exercises/ is not what solutions/ releases:", file=sys.stderr)
-            for p in problems:
-                print(f"  - {p}", file=sys.stderr)
-            print("How to fix: run `course release`, commit exercises/, then publish.", file=sys.stderr)
-            return 1
+    if check_release and report_stale(cfg, names, "course publish",
+                                      "run `course release`, commit exercises/, then publish."):
+        return 1
     with tempfile.TemporaryDirectory(prefix="course-publish-") as tmp:
         stage = Path(tmp) / "edition"
         stage.mkdir()

@@ -139,19 +139,25 @@ def stale(cfg: GradingConfig, names: list[str]) -> list[str]:
     return problems
 
 
+def report_stale(cfg: GradingConfig, names: list[str], command: str, fix: str) -> bool:
+    """Print what :func:`stale` finds, with ``fix``, to stderr; True if anything is stale."""
+    problems = stale(cfg, names)
+    if problems:
+        print(f"{command}: the committed exercises/ is not what solutions/ releases:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        print(f"How to fix: {fix}", file=sys.stderr)
+    return bool(problems)
+
+
 def release(check: bool = False) -> int:
     from .. import authoring
 
     cfg = load_config()
     names = assignments(cfg.root)
     if check:
-        problems = stale(cfg, names)
-        if problems:
-            print("course release --check: the committed exercises/ is not what solutions/ releases:", file=sys.stderr)
-            for p in problems:
-                print(f"  - {p}", file=sys.stderr)
-            print("How to fix: run `course release` and commit exercises/ (never edit exercises/ by hand).",
-                  file=sys.stderr)
+        if report_stale(cfg, names, "course release --check",
+                        "run `course release` and commit exercises/ (never edit exercises/ by hand)."):
             return 1
         print(f"exercises/ is up to date ({len(names)} assignments).")
         return 0
