@@ -37,8 +37,8 @@ def _workloads(quick: bool):
     from . import models
 
     label, model, tok = models.embedded(quick)
-    new_tokens = 10 if quick else 100
-    steps = 2 if quick else 6
+    new_tokens = 4 if quick else 100
+    steps = 1 if quick else 6
     prompt = tok("reverse: stone ->", return_tensors="pt")
 
     def generate():
@@ -76,7 +76,7 @@ def run(out_dir, quick: bool = False) -> Result:
     import torch
 
     result = Result(NAME, "torch threads: 1 vs 2, idle and beside a busy process (CPU)", quick)
-    blocks, repeats, warmup = (2, 2, 1) if quick else (3, 4, 1)
+    blocks, repeats, warmup = (1, 2, 0) if quick else (3, 4, 1)
     label, work = _workloads(quick)
     before = torch.get_num_threads()
     times = {(w, c, n): [] for w in work for c in CONDITIONS for n in THREADS}
