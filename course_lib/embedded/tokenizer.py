@@ -47,6 +47,7 @@ def save_tokenizer(tokenizer, out) -> None:
     path = Path(out) / "tokenizer_config.json"
     config = json.loads(path.read_text())
     config["tokenizer_class"] = PORTABLE_CLASS
+    config["model_input_names"] = ["input_ids", "attention_mask"]  # 4.x would also return token_type_ids
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
