@@ -23,6 +23,9 @@ c.CourseDirectory.submitted_directory = "build/nbgrader/submitted"
 c.CourseDirectory.autograded_directory = "build/nbgrader/autograded"
 c.CourseDirectory.feedback_directory = "build/nbgrader/feedback"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "build", "nbgrader", "gradebook.db")
+# sqlite creates the database file but not its folder: without this, the formgrader of a fresh clone hangs
+# on "Loading, please wait..." (sqlite3.OperationalError: unable to open database file).
+os.makedirs(os.path.join(ROOT, "build", "nbgrader"), exist_ok=True)
 
 # Run every notebook in the kernel "python3", whatever kernelspec the learner's notebook names.
 c.Execute.kernel_name = "python3"

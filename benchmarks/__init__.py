@@ -15,4 +15,5 @@ BENCHMARKS = {
     "nf4": "benchmarks.nf4_throughput",
     "memory": "benchmarks.training_memory",
     "notebooks": "benchmarks.notebook_times",
+    "threads": "benchmarks.threads",
 }

@@ -96,6 +96,13 @@ def render(results: dict[str, dict]) -> str:
         lines.append(f"| Notebook wall times (`course run`) | {h['timed']} of {h['notebooks']} timed, "
                      f"{h['total seconds']:.0f} s in all; {h['not run']} not run (table below) | <= 180 s each | "
                      f"{_yes(h['over budget'] == 0)} ({h['over budget']} over) | not recorded |")
+    d = results.get("threads")
+    if d:
+        for r in d["results"]:
+            sec = r["seconds"]
+            lines.append(f"| {r['workload']}, {r['model']}, {r['condition']}: torch threads 2 vs 1 | time ratio "
+                         f"{_iqr(r['ratio_2_to_1'])}; {sec['1 thread']['median']:.2f} s vs "
+                         f"{sec['2 threads']['median']:.2f} s | - | - | {_load(d)} |")
     d = results.get("memory")
     if d:
         lines += ["", f"**Training memory** (fp32, AdamW, batch {d['settings']['batch_size']} x "

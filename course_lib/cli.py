@@ -6,6 +6,7 @@
     course release [--check]      regenerate exercises/ from solutions/ with nbgrader
     course grade SUBMISSIONS      autograde SUBMISSIONS/<student>/<assignment>/*.ipynb
     course check [ASSIGNMENT ...] prove the grader right (see course_lib.grading)
+    course publish DIR [--force]  write the learner edition (no solutions, hidden tests or banks) into DIR
     course bench [--quick] [--only NAME ...]  benchmarks vs peft/bitsandbytes and the hardware (benchmarks/)
     course book [--solutions] [--out DIR] [--no-execute]  the course as a static web site (build/book/)
 """
@@ -44,7 +45,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         cuda = torch.cuda.is_available()
         print(f"cuda          {'yes: ' + torch.cuda.get_device_name(0) if cuda else 'no'}")
-        print(f"cpu threads   {torch.get_num_threads()}")
     except ImportError:
         cuda = False
     from . import embedded
@@ -76,17 +76,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_lab(args: argparse.Namespace) -> int:
     import subprocess
 
+    from .errors import require
+    from .lab import install_overrides, lab_command, prepare_root
     from .project import course_root
 
+    require("jupyterlab", "course lab", extra="lab")
     root = course_root()
+    prepare_root(root)
+    install_overrides()
     # nbgrader's formgrader runs `alembic` from PATH and reads nbgrader_config.py from the working
     # directory: put this environment's bin/ first and start at the course root, venv activated or not.
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", *args.extra],
-                           cwd=root, env=env)
+    return subprocess.call(lab_command(root, args.extra), cwd=root, env=env)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .errors import require
+
+    for module in ("nbformat", "nbclient", "ipykernel"):
+        require(module, "course run (executing notebooks headless)", extra="lab")
     from .notebooks import default_notebooks, format_table, run_notebooks
     from .project import course_root
 
@@ -103,19 +111,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def cmd_release(args: argparse.Namespace) -> int:
+def _grading():
+    """The instructor tools; the learner edition (``course publish``) ships without them."""
+    if not (Path(__file__).resolve().parent / "grading" / "__init__.py").is_file():
+        raise CourseError("this is the learner edition of the course: it has no grading tools "
+                          "(course release/grade/check/publish).",
+                          "run these commands in the instructors' repository, the one `course publish` ran in.")
     from . import grading
+    return grading
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    grading = _grading()
     return grading.release(check=args.check)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from . import grading
+    grading = _grading()
     return grading.grade(Path(args.submissions), csv_path=Path(args.csv) if args.csv else None)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from . import grading
+    grading = _grading()
     return grading.check(args.assignments or None)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    return _grading().publish(Path(args.dest), force=args.force)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -151,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runtime", default=None, help="embedded, gpu or auto (default: $COURSE_RUNTIME or auto)")
     d.set_defaults(func=cmd_doctor)
     lab = sub.add_parser("lab", help="start JupyterLab at the course root")
-    lab.add_argument("extra", nargs=argparse.REMAINDER, help="arguments passed to jupyter lab")
+    lab.add_argument("extra", nargs=argparse.REMAINDER,
+                     help="arguments passed to jupyter lab, e.g. course lab --no-browser --port=8899")
     lab.set_defaults(func=cmd_lab)
     r = sub.add_parser("run", help="execute notebooks headless and print a table")
     r.add_argument("notebooks", nargs="*", help="notebooks to run (default: every lecture and solution)")
@@ -167,10 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="prove every assignment grades right (solution full, release zero, wrong answers lose)")
     c.add_argument("assignments", nargs="*")
     c.set_defaults(func=cmd_check)
+    pub = sub.add_parser("publish", help="write the learner edition (no solutions/, hidden tests, banks) into DEST")
+    pub.add_argument("dest", help="an empty folder, or a clone of the learner repository with --force")
+    pub.add_argument("--force", action="store_true", help="replace what DEST holds (a .git folder is kept)")
+    pub.set_defaults(func=cmd_publish)
     b = sub.add_parser("bench", help="benchmark the methods against peft/bitsandbytes; JSON and plots in benchmarks/results")
     b.add_argument("--quick", action="store_true", help="tiny models and few repeats (seconds; for tests)")
     b.add_argument("--only", nargs="+", metavar="NAME",
-                   help="run only these: lora_step, inference, nf4, memory, notebooks")
+                   help="run only these: lora_step, inference, nf4, memory, notebooks, threads")
     b.add_argument("--out", default=None, help="where to write JSON and plots (default: benchmarks/results)")
     b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     b.set_defaults(func=cmd_bench)
@@ -186,7 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:  # everything after `lab` is JupyterLab's (argparse would reject --port=...)
+        if argv[1:2] in (["-h"], ["--help"]):
+            build_parser().parse_args(argv)
+        args = argparse.Namespace(command="lab", extra=argv[1:], func=cmd_lab)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except CourseError as err:

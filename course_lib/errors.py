@@ -38,16 +38,27 @@ class MissingDependencyError(CourseError, ImportError):
     """An optional package is not installed."""
 
 
-def require(module: str, purpose: str, pip_name: str | None = None):
-    """Import ``module`` or raise :class:`MissingDependencyError` saying what needs it."""
+DISTRIBUTION = "efficient-adaptation-course"
+
+
+def require(module: str, purpose: str, pip_name: str | None = None, extra: str | None = None):
+    """Import ``module`` or raise :class:`MissingDependencyError` saying what needs it.
+
+    ``extra`` names the optional-dependency group of pyproject.toml that brings the module
+    (``lab``, ``grade``, ``browser``): the fix then installs that group.
+    """
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as err:
+        if extra:
+            fix = (f"pip install '{DISTRIBUTION}[{extra}]'   (in a checkout of the course: "
+                   f"pip install -e '.[{extra}]')")
+        else:
+            fix = f"pip install {pip_name or module}   (or reinstall the course: pip install -e .)"
         raise MissingDependencyError(
-            f"{purpose} needs the package '{pip_name or module}', which is not installed ({err}).",
-            f"pip install {pip_name or module}   (or reinstall the course: pip install -e .)") from None
+            f"{purpose} needs the package '{pip_name or module}', which is not installed ({err}).", fix) from None
 
 
 def from_table(value, table: dict, cls: type, default: str, what: str):

@@ -1,19 +1,53 @@
 """Where the course lives: the one configured repository URL and the course root on disk.
 
-Badges (Colab, Binder) and the Colab setup cell are all derived from ``REPOSITORY`` and
-``BRANCH``; change them here and run ``course release`` to regenerate the notebooks' badges.
+The URL is pyproject.toml's ``[project.urls] Repository`` (read from the checkout's pyproject.toml, or
+from the installed package's metadata on Colab). It must name the *published learner edition* (what
+``course publish`` writes: no solutions, no hidden tests), because Colab and Binder badges, the Colab
+setup cell's install line and the README's links are all derived from it. Change it in pyproject.toml
+and run ``course release``: that regenerates every notebook's badges and the README's links, and
+``tests/test_entry_points.py`` fails while any of them disagrees.
 """
 from __future__ import annotations
 
 import os
+import re
+from functools import lru_cache
 from pathlib import Path
 
-REPOSITORY = "https://github.com/efficient-adaptation/course"
+DISTRIBUTION = "efficient-adaptation-course"
 BRANCH = "main"
 
 
+@lru_cache(maxsize=1)
+def repository() -> str:
+    """The configured repository URL (pyproject's ``[project.urls] Repository``), without a trailing /."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        m = re.search(r'(?m)^Repository\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"))
+        if m:
+            return m.group(1).rstrip("/")
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        for entry in metadata(DISTRIBUTION).get_all("Project-URL") or []:
+            label, _, url = entry.partition(",")
+            if label.strip() == "Repository":
+                return url.strip().rstrip("/")
+    except PackageNotFoundError:
+        pass
+    from .errors import ConfigError
+    raise ConfigError("no repository URL configured: pyproject.toml has no [project.urls] Repository.",
+                      'add Repository = "https://github.com/OWNER/NAME" under [project.urls] in pyproject.toml.')
+
+
+def __getattr__(name: str):  # project.REPOSITORY, read lazily (importing the package does no work)
+    if name == "REPOSITORY":
+        return repository()
+    raise AttributeError(name)
+
+
 def _github_path() -> str:
-    return REPOSITORY.removeprefix("https://github.com/").rstrip("/")
+    return repository().removeprefix("https://github.com/").rstrip("/")
 
 
 def colab_url(notebook: str) -> str:
@@ -27,8 +61,8 @@ def binder_url(notebook: str) -> str:
 
 
 def pip_spec() -> str:
-    """What Colab's setup cell installs."""
-    return f"git+{REPOSITORY}.git@{BRANCH}"
+    """What Colab's setup cell installs (a pip requirement naming the published repository)."""
+    return f"{DISTRIBUTION} @ git+{repository()}.git@{BRANCH}"
 
 
 def course_root(start: str | os.PathLike | None = None) -> Path:

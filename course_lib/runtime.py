@@ -10,6 +10,10 @@ Two runtimes share every notebook:
     A CUDA GPU and the Hugging Face hub: real models and datasets by name (see
     :mod:`course_lib.registry`), bitsandbytes on CUDA, longer training.
 
+The first ``select_runtime()`` also sets torch's CPU thread count from what the process may use
+(affinity and cgroup quota; ``OMP_NUM_THREADS`` or ``COURSE_THREADS`` override it): see
+:mod:`course_lib.threads`.
+
 ``select_runtime()`` chooses automatically: ``gpu`` when CUDA is present and the hub answers,
 ``embedded`` otherwise. Override with the argument ``select_runtime("embedded")`` or the
 environment variable ``COURSE_RUNTIME=embedded|gpu|auto``. The argument wins over the variable.
@@ -54,6 +58,7 @@ class Runtime:
     hub: bool
     reason: str
     budget: Budget
+    threads: object = None  # course_lib.threads.ThreadChoice: torch's CPU threads, set once per process
 
     @property
     def is_gpu(self) -> bool:
@@ -70,7 +75,8 @@ class Runtime:
         return (f"runtime: {self.name} | device: {self.device} | hub: {'reachable' if self.hub else 'offline'}"
                 f" | model: {self.default_model}\n  why: {self.reason}\n"
                 f"  budget: {b.train_steps} steps x batch {b.batch_size}, length {b.max_length}, "
-                f"{b.eval_examples} eval examples")
+                f"{b.eval_examples} eval examples"
+                + (f"\n  cpu threads: {self.threads}" if self.threads is not None else ""))
 
 
 def detect_device() -> str:
@@ -165,6 +171,8 @@ def select_runtime(name: str | None = None, *, device: str | None = None) -> Run
             rt = Runtime("embedded", dev, hub, why, BUDGETS["embedded"])
         else:
             rt = Runtime("gpu", dev, hub, "CUDA GPU found and the Hugging Face hub is reachable", BUDGETS["gpu"])
+    from .threads import configure_threads
+    rt = replace(rt, threads=configure_threads())  # once per process; see course_lib.threads
     _ACTIVE = rt
     return rt
 

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+# select_runtime() sets torch's threads from the CPU limits (course_lib.threads): keep the tests at one.
+os.environ.setdefault("COURSE_THREADS", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest runs one worker per core: kernels and nbgrader started by a worker get one thread too,
     # or two workers' notebooks would each spin two threads on the same cores.

@@ -98,6 +98,10 @@ def _check_sanity(r):
     lora = next(row for row in mem if row["method"] == "lora")
     assert full["trainable"] == full["params"] and lora["trainable"] == lora["estimated_trainable"]
     assert {row["status"] for row in r["notebooks"]["results"]} <= {"ok", "stale", "not run", "failed or incomplete"}
+    rows = r["threads"]["results"]
+    assert {(row["condition"]) for row in rows} == {"idle", "busy"} and len(rows) == 4
+    for row in rows:
+        assert set(row["seconds"]) == {"1 thread", "2 threads"} and row["ratio_2_to_1"]["median"] > 0
 
 
 def test_stats_quartiles():

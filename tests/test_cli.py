@@ -24,6 +24,7 @@ def test_doctor_names_the_embedded_runtime_and_why_quickly():
     assert r.returncode == 0, r.stderr
     assert "runtime: embedded" in r.stdout and "why:" in r.stdout and "no CUDA GPU" in r.stdout
     assert "hub           not reachable" in r.stdout
+    assert "cpu threads: " in r.stdout and "affinity" in r.stdout, "doctor should say how many torch threads and why"
     assert time.time() - t0 < 10
 
 

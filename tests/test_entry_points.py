@@ -8,8 +8,9 @@ Mechanical checks, fast, always run:
   versions (the CPU torch of constraints.txt among them) and covers every dependency of the
   package (postBuild installs it with ``--no-deps``); postBuild is an executable bash script with a
   shebang whose nbgrader names exist; runtime.txt names a Python the package supports;
-* the Colab setup cell installs the package from ``course_lib.project``'s repository URL when
-  ``google.colab`` is imported, and does nothing but select the runtime elsewhere.
+* the Colab setup cell installs the package (alone, then its core dependencies through
+  ``course_lib.colab``) from ``course_lib.project``'s repository URL when ``google.colab`` is
+  imported, and does nothing but select the runtime elsewhere.
 """
 from __future__ import annotations
 
@@ -141,18 +142,23 @@ def test_setup_cell_does_nothing_but_select_the_runtime_off_colab(monkeypatch, c
 
 
 def test_setup_cell_installs_the_configured_repository_on_colab(monkeypatch):
+    from course_lib import colab
+
+    installed = []
+    monkeypatch.setattr(colab, "install_dependencies", lambda: installed.append(True) or {})
     calls, namespace = _run_setup_cell(monkeypatch, colab=True)
-    assert len(calls) == 1, f"on Colab the setup cell should run one pip install, it ran {calls}"
+    assert len(calls) == 1, f"on Colab the setup cell should run one pip install itself, it ran {calls}"
     (args, kwargs), = calls
-    assert args[0] == [sys.executable, "-m", "pip", "install", "-q", project.pip_spec()], args
+    assert args[0] == [sys.executable, "-m", "pip", "install", "--no-deps", project.pip_spec()], args
     assert kwargs.get("check") is True, "a failed install must stop the notebook (check=True)"
-    assert project.pip_spec() == f"git+{project.REPOSITORY}.git@{project.BRANCH}"
+    assert installed == [True], "then course_lib.colab.install_dependencies() installs the core dependencies"
+    assert project.pip_spec() == f"{project.DISTRIBUTION} @ git+{project.REPOSITORY}.git@{project.BRANCH}"
     assert namespace["runtime"].name == "embedded"
 
 
 def test_repository_url_is_the_one_in_pyproject():
     assert PYPROJECT["project"]["urls"]["Repository"].rstrip("/") == project.REPOSITORY.rstrip("/"), \
-        "pyproject.toml [project.urls] Repository and course_lib/project.py REPOSITORY must name the same repository"
+        "course_lib.project.REPOSITORY must be read from pyproject.toml [project.urls] Repository"
     assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", project.REPOSITORY), \
         f"Colab and Binder links need a GitHub repository URL, got {project.REPOSITORY}"
 

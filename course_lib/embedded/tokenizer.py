@@ -32,5 +32,24 @@ def build_tokenizer(model_max_length: int = CONTEXT_LENGTH):
         unk_token="<unk>", clean_up_tokenization_spaces=False, model_max_length=model_max_length)
 
 
+# transformers 5 writes "TokenizersBackend" as the class of a fast tokenizer, a name transformers 4.x
+# does not know ("Tokenizer class TokenizersBackend does not exist"); PreTrainedTokenizerFast loads in
+# both (in 5.x it is the same class), so the shipped configs name it: the course runs on Colab's 4.x.
+PORTABLE_CLASS = "PreTrainedTokenizerFast"
+
+
+def save_tokenizer(tokenizer, out) -> None:
+    """``tokenizer.save_pretrained(out)`` with a ``tokenizer_class`` that transformers 4.x and 5.x both load."""
+    import json
+    from pathlib import Path
+
+    tokenizer.save_pretrained(out)
+    path = Path(out) / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = PORTABLE_CLASS
+    config["model_input_names"] = ["input_ids", "attention_mask"]  # 4.x would also return token_type_ids
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def vocab_size() -> int:
     return len(SPECIAL_TOKENS) + len(ALPHABET)

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import LlamaForCausalLM
 
     from . import corpus
-    from .tokenizer import CONTEXT_LENGTH, build_tokenizer
+    from .tokenizer import CONTEXT_LENGTH, build_tokenizer, save_tokenizer
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     model.generation_config.eos_token_id = tok.convert_tokens_to_ids("\n")
     model.generation_config.do_sample = False
     model.save_pretrained(out)
-    tok.save_pretrained(out)
+    save_tokenizer(tok, out)
     info = {"size": a.size, "architecture": asdict(SIZES[a.size]), "parameters": n_params,
             "steps": a.steps, "batch_size": a.batch_size, "context": CONTEXT_LENGTH, "lr": a.lr,
             "seed": a.seed, "tokens": tokens, "wall_s": round(time.time() - t0, 1),

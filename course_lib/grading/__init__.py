@@ -2,6 +2,7 @@
 
 * :func:`release` (``course release [--check]``): sync badges, regenerate ``exercises/`` with nbgrader.
 * :func:`grade` (``course grade SUBMISSIONS``): autograde, feedback without hidden tests, CSV of scores.
+* :func:`publish` (``course publish DIR``): the learner edition, checked for leaks (see :mod:`.publishing`).
 * :func:`check` (``course check``): the proof that every assignment grades right (see :mod:`.checker`).
 
 Modules: :mod:`.config` (loads and verifies ``nbgrader_config.py``, runs nbgrader), :mod:`.notebook`
@@ -12,15 +13,28 @@ from __future__ import annotations
 
 
 def release(check: bool = False) -> int:
+    from .config import require_nbgrader
+    require_nbgrader("course release")
     from .releasing import release as _release
     return _release(check=check)
 
 
 def grade(submissions, csv_path=None) -> int:
+    from .config import require_nbgrader
+    require_nbgrader("course grade")
     from .grader import grade as _grade
     return _grade(submissions, csv_path=csv_path)
 
 
+def publish(dest, force: bool = False) -> int:
+    from .config import require_nbgrader
+    require_nbgrader("course publish")
+    from .publishing import publish as _publish
+    return _publish(dest, force=force)
+
+
 def check(assignments=None) -> int:
+    from .config import require_nbgrader
+    require_nbgrader("course check")
     from .checker import check as _check
     return _check(assignments)

@@ -118,10 +118,12 @@ def last_error(output: str, n: int = 3) -> str:
     return " | ".join((errs or lines)[-n:])[-600:]
 
 
-def require_nbgrader() -> None:
+def require_nbgrader(purpose: str = "grading exercises (course release/grade/check/publish)") -> None:
+    """Fail with the pip command of the ``grade`` extra when nbgrader or its runners are missing."""
     from ..errors import require
 
-    require("nbgrader", "grading exercises (course release/grade/check)")
+    for module in ("nbgrader", "nbformat", "nbclient", "ipykernel"):
+        require(module, purpose, extra="grade")
 
 
 __all__ = ["COURSE_ID", "GradingConfig", "load_config", "assignments", "nbgrader", "last_error",

@@ -45,8 +45,60 @@ def _files(base: Path) -> dict[str, bytes]:
             if p.is_file() and ".ipynb_checkpoints" not in p.parts}
 
 
+# What JupyterLab rewrites when it saves a notebook (or Validate runs it) without the author changing a
+# cell: the kernel and language versions, widget state, execution timings, cell ids, view state.
+LAB_NOTEBOOK_METADATA = ("kernelspec", "language_info", "widgets", "toc", "toc-autonumbering", "vscode",
+                         "colab", "celltoolbar", "varInspector")
+LAB_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled", "jupyter", "trusted")
+
+
+def _significant(raw: bytes):
+    """A released notebook as far as learners and the grader are concerned (None: not a notebook)."""
+    import json
+
+    try:
+        nb = json.loads(raw)
+    except ValueError:
+        return None
+    meta = {k: v for k, v in nb.get("metadata", {}).items() if k not in LAB_NOTEBOOK_METADATA}
+    cells = []
+    for cell in nb.get("cells", []):
+        src = cell.get("source", "")
+        cells.append({"cell_type": cell.get("cell_type"), "source": "".join(src) if isinstance(src, list) else src,
+                      "metadata": {k: v for k, v in cell.get("metadata", {}).items() if k not in LAB_CELL_METADATA},
+                      "outputs": cell.get("outputs", [])})
+    return {"nbformat": nb.get("nbformat"), "metadata": meta, "cells": cells}
+
+
+def notebook_difference(old: bytes, new: bytes) -> str | None:
+    """What differs between two notebooks beyond JupyterLab's metadata, in words; None if nothing does."""
+    a, b = _significant(old), _significant(new)
+    if a is None or b is None:
+        return "the file differs"
+    if a == b:
+        return None
+    if a["metadata"] != b["metadata"]:
+        keys = sorted(k for k in set(a["metadata"]) | set(b["metadata"]) if a["metadata"].get(k) != b["metadata"].get(k))
+        return f"notebook metadata {', '.join(keys)}"
+    if len(a["cells"]) != len(b["cells"]):
+        return f"{len(a['cells'])} cells committed, {len(b['cells'])} in a fresh release"
+    for i, (x, y) in enumerate(zip(a["cells"], b["cells"])):
+        if x != y:
+            what = [k for k in ("cell_type", "source", "outputs") if x[k] != y[k]]
+            what += [f"metadata {k}" for k in sorted(set(x["metadata"]) | set(y["metadata"]))
+                     if x["metadata"].get(k) != y["metadata"].get(k)]
+            gid = (y["metadata"].get("nbgrader") or {}).get("grade_id")
+            return f"cell {i}{f' ({gid})' if gid else ''}: {', '.join(what)}"
+    return "the file differs"
+
+
 def compare(committed: Path, fresh: Path, names: list[str]) -> list[str]:
-    """Differences between the committed release and a fresh one, for ``names``; [] if identical."""
+    """Differences between the committed release and a fresh one, for ``names``; [] if identical.
+
+    Notebooks are compared as learners and the grader see them: metadata that JupyterLab rewrites on
+    save (``LAB_NOTEBOOK_METADATA``, ``LAB_CELL_METADATA``, cell ids) is ignored, and any other
+    difference is named (which cell, which part).
+    """
     problems = []
     for name in names:
         old, new = _files(committed / name), _files(fresh / name)
@@ -57,7 +109,10 @@ def compare(committed: Path, fresh: Path, names: list[str]) -> list[str]:
             elif rel not in new:
                 problems.append(f"{path} is committed but a fresh release has no such file (stale).")
             elif old[rel] != new[rel]:
-                problems.append(f"{path} differs from a fresh release of solutions/{name} (stale or edited by hand).")
+                what = notebook_difference(old[rel], new[rel]) if rel.endswith(".ipynb") else "the file differs"
+                if what is not None:
+                    problems.append(f"{path} differs from a fresh release of solutions/{name} ({what}): "
+                                    "stale or edited by hand.")
     return problems
 
 
@@ -76,10 +131,23 @@ def stale(cfg: GradingConfig, names: list[str]) -> list[str]:
                     for p in authoring.sync_headers(tmp)]
         fresh = generate(cfg, names, tmp, copy_sources=False)
         problems += compare(committed, fresh, names)
+    if authoring.sync_readme(cfg.root, write=False):
+        problems.append("README.md: badges or install line differ from pyproject.toml's Repository.")
     if committed.is_dir():
         problems += [f"exercises/{d.name}/ has no source solutions/{d.name}/ (git rm -r it)."
                      for d in sorted(committed.iterdir()) if d.is_dir() and d.name not in names]
     return problems
+
+
+def report_stale(cfg: GradingConfig, names: list[str], command: str, fix: str) -> bool:
+    """Print what :func:`stale` finds, with ``fix``, to stderr; True if anything is stale."""
+    problems = stale(cfg, names)
+    if problems:
+        print(f"{command}: the committed exercises/ is not what solutions/ releases:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        print(f"How to fix: {fix}", file=sys.stderr)
+    return bool(problems)
 
 
 def release(check: bool = False) -> int:
@@ -88,16 +156,13 @@ def release(check: bool = False) -> int:
     cfg = load_config()
     names = assignments(cfg.root)
     if check:
-        problems = stale(cfg, names)
-        if problems:
-            print("course release --check: the committed exercises/ is not what solutions/ releases:", file=sys.stderr)
-            for p in problems:
-                print(f"  - {p}", file=sys.stderr)
-            print("How to fix: run `course release` and commit exercises/ (never edit exercises/ by hand).",
-                  file=sys.stderr)
+        if report_stale(cfg, names, "course release --check",
+                        "run `course release` and commit exercises/ (never edit exercises/ by hand)."):
             return 1
         print(f"exercises/ is up to date ({len(names)} assignments).")
         return 0
+    if authoring.sync_readme(cfg.root):
+        print("updated README.md: badges and install line from pyproject.toml's Repository")
     changed = authoring.sync_headers(cfg.root)
     for path in changed:
         print(f"updated header/setup cells: {path.relative_to(cfg.root)}")
