@@ -109,12 +109,12 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from . import grading
-    return grading.grade(Path(args.submissions), csv_path=Path(args.csv) if args.csv else None)
+    return grading.grade(Path(args.submissions), csv_path=Path(args.csv) if args.csv else None, runtime=args.runtime)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from . import grading
-    return grading.check(args.assignments or None)
+    return grading.check(args.assignments or None, runtime=args.runtime)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -129,6 +129,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.runner import run
 
     return run(args)
+
+
+GRADING_RUNTIME_HELP = ("runtime of the grader's kernels (default: embedded, on the CPU and offline, so scores never "
+                        "depend on the grader's hardware; gpu: the GPU runtime from the local model cache, own cell limits)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,9 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<assignment>/*.ipynb")
     g.add_argument("submissions")
     g.add_argument("--csv", default=None, help="where to write the grades (default: build/grades.csv)")
+    g.add_argument("--runtime", choices=("embedded", "gpu"), default="embedded", help=GRADING_RUNTIME_HELP)
     g.set_defaults(func=cmd_grade)
     c = sub.add_parser("check", help="prove every assignment grades right (solution full, release zero, wrong answers lose)")
     c.add_argument("assignments", nargs="*")
+    c.add_argument("--runtime", choices=("embedded", "gpu"), default="embedded", help=GRADING_RUNTIME_HELP)
     c.set_defaults(func=cmd_check)
     b = sub.add_parser("bench", help="benchmark the methods against peft/bitsandbytes; JSON and plots in benchmarks/results")
     b.add_argument("--quick", action="store_true", help="tiny models and few repeats (seconds; for tests)")

@@ -4,6 +4,9 @@
 * :func:`grade` (``course grade SUBMISSIONS``): autograde, feedback without hidden tests, CSV of scores.
 * :func:`check` (``course check``): the proof that every assignment grades right (see :mod:`.checker`).
 
+Both ``grade`` and ``check`` pin the runtime first (``--runtime embedded``, the default: CPU, offline;
+``--runtime gpu``: the GPU runtime with its own cell limits), see :func:`.config.grading_environment`.
+
 Modules: :mod:`.config` (loads and verifies ``nbgrader_config.py``, runs nbgrader), :mod:`.notebook`
 (cell roles, markers), :mod:`.execute` (cell-by-cell execution with time limits and recovery),
 :mod:`.lint`, :mod:`.feedback` (the feedback preprocessor), :mod:`.releasing`, :mod:`.grader`, :mod:`.checker`.
@@ -16,11 +19,17 @@ def release(check: bool = False) -> int:
     return _release(check=check)
 
 
-def grade(submissions, csv_path=None) -> int:
+def grade(submissions, csv_path=None, runtime: str = "embedded") -> int:
+    from .config import pin_runtime
     from .grader import grade as _grade
+
+    pin_runtime(runtime)  # before nbgrader_config.py is read: it sizes the cell limits by runtime
     return _grade(submissions, csv_path=csv_path)
 
 
-def check(assignments=None) -> int:
+def check(assignments=None, runtime: str = "embedded") -> int:
     from .checker import check as _check
+    from .config import pin_runtime
+
+    pin_runtime(runtime)
     return _check(assignments)
