@@ -162,7 +162,7 @@ class FakeCuda(TorchFunctionMode):
             return self._move(func, args, kwargs)
 
         # factory functions (and anything else) asked for device="cuda": run on the CPU, tag the result
-        to_cuda = _is_cuda_arg(kwargs.get("device"))
+        to_cuda = _is_cuda_arg(kwargs.get("device")) and not name.endswith("_parse_to")  # parsing makes no tensor
         if to_cuda:
             gen = kwargs.get("generator")
             if isinstance(gen, torch.Generator) and gen.device.type == "cpu":
@@ -220,7 +220,7 @@ class FakeCuda(TorchFunctionMode):
 
 # functions that take tensors on two devices on CUDA too (index and copy rules are in _check_index)
 _MIXING_ALLOWED = ("copy_", "__setitem__", "__getitem__", "_has_compatible_shallow_copy_type",
-                   "swap_tensors", "is_same_size", "Tensor.set_")
+                   "swap_tensors", "is_same_size", "Tensor.set_", "__deepcopy__", "__reduce_ex__")
 
 _INSTALLED: FakeCuda | None = None
 
