@@ -78,6 +78,18 @@ def _name(func) -> str:
     return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
 
 
+def _tensors(args, kwargs) -> list:
+    """The tensors among the arguments, and inside lists and tuples one level down (``torch.cat([...])``,
+    index tuples): cheaper than a full pytree flatten, which matters on every op."""
+    out = []
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, _T):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(b for b in a if isinstance(b, _T))
+    return out
+
+
 class FakeCuda(TorchFunctionMode):
     """See the module docstring. ``seen`` records each mismatch (message, site) before raising."""
 
@@ -168,7 +180,7 @@ class FakeCuda(TorchFunctionMode):
             if isinstance(gen, torch.Generator) and gen.device.type == "cpu":
                 self._fail(f"a CPU torch.Generator used with device='cuda' in {name}")
             kwargs["device"] = "cpu"
-        flat = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, _T)]
+        flat = _tensors(args, kwargs)
         cuda_in = [a for a in flat if self.is_cuda(a)]
         if cuda_in and not name.endswith(_MIXING_ALLOWED):
             host = [a for a in flat if not self.is_cuda(a) and a.dim() > 0]
