@@ -22,7 +22,9 @@ of the tensors that are "on cuda". Its rules follow what CUDA does:
   ``cuda_t.copy_(host_t)``; indexing a host tensor with cuda indices is not. ``.numpy()`` on an
   "on cuda" tensor raises, as on CUDA. A CPU ``torch.Generator`` with ``device="cuda"`` raises.
 
-Use ``with FakeCuda(): ...`` in a test, or :func:`install` once at the top of a notebook kernel.
+Use ``with FakeCuda(): ...`` in a test, or :func:`install` once at the top of a notebook kernel (it
+imports bitsandbytes and peft first, so they pick their CPU backend). :func:`run_notebook` reports
+device errors, and any error about CUDA itself (the fake failing), so no cell is skipped silently.
 
 What it cannot catch: code that never runs (a branch only the gpu runtime takes); mismatches
 inside C++ kernels that create tensors without going through Python (none in the course's
@@ -241,6 +243,11 @@ def install() -> FakeCuda:
     """Enter a :class:`FakeCuda` for the rest of the process (a notebook kernel). Idempotent."""
     global _INSTALLED
     if _INSTALLED is None:
+        for name in ("bitsandbytes", "peft"):   # they pick their backend at import: the real (CPU) one
+            try:
+                __import__(name)
+            except ImportError:
+                pass
         _INSTALLED = FakeCuda()
         _INSTALLED.__enter__()
     return _INSTALLED
@@ -298,4 +305,6 @@ def run_notebook(path, smoke: bool = True, timeout: int = 300) -> list[str]:
                 found.append(f"guard cell: {text}")
             elif "device guard" in text:
                 found.append(f"cell {n}: {text}")
+            elif "cuda" in text.lower():   # the fake could not stand in for CUDA here: say so, never skip silently
+                found.append(f"cell {n}: the guard's fake CUDA failed, fix the guard: {text}")
     return found
