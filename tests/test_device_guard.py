@@ -3,8 +3,10 @@
 The guard (tests/device_guard.py, its docstring says how it works and what it cannot catch) makes the
 model's tensors report ``cuda:0`` on a CPU machine and raises where a real GPU would: an op that mixes
 them with a tensor host code left on the CPU. The notebooks run in "smoke" mode (2 training steps,
-16 evaluation examples), so accuracy thresholds fail there and are not reported: only device errors are.
+16 evaluation examples), so accuracy thresholds fail there and are not reported: only device errors are,
+and cells that need real CUDA (bitsandbytes quantising on load) are named in a warning.
 """
+import warnings
 from pathlib import Path
 
 import pytest
@@ -107,5 +109,9 @@ def test_notebook_has_no_device_error_on_a_fake_gpu(path, monkeypatch):
     monkeypatch.setenv("COURSE_RUNTIME", "embedded")   # "embedded on a GPU": CUDA present, hub unreachable
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    errors = run_notebook(path)
+    found = run_notebook(path)
+    unchecked = [f for f in found if f.startswith("unchecked")]
+    if unchecked:
+        warnings.warn(f"{path.relative_to(ROOT)}: the fake GPU could not check " + "; ".join(unchecked))
+    errors = [f for f in found if not f.startswith("unchecked")]
     assert not errors, f"{path.relative_to(ROOT)} would fail on a GPU:\n" + "\n".join(errors)
