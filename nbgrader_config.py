@@ -32,7 +32,11 @@ c.Execute.kernel_name = "python3"
 
 # Per-cell time limits during autograde, keyed by grade_id (cell metadata is editable by learners,
 # grade ids are checked against the gradebook). Cells not listed get DEFAULT_TIMEOUT seconds.
-DEFAULT_TIMEOUT = 300  # training cells take ~40-60 s on 2 quiet cores; CI runs two notebooks at once
+# `course grade/check --runtime R` set COURSE_RUNTIME for the grader (default embedded, on the CPU).
+GRADING_RUNTIME = os.environ.get("COURSE_RUNTIME", "embedded")
+# embedded: training cells take ~40-60 s on 2 quiet cores; CI runs two notebooks at once.
+# gpu: real models and budgets (600 steps x batch 32), plus loading from the cache, on a T4.
+DEFAULT_TIMEOUT = {"gpu": 600}.get(GRADING_RUNTIME, 300)
 CELL_TIMEOUTS = {
     # "<part>_answer": 120,   # e.g. an answer cell that trains for longer
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,11 +50,13 @@ def _prompt_length(tokenizer, prompt: str, full_ids: list[int]) -> int:
     return len(ids)
 
 
-def encode_examples(tokenizer, task, examples, max_length: int | None = None) -> dict[str, torch.Tensor]:
+def encode_examples(tokenizer, task, examples, max_length: int | None = None, *,
+                    device=None) -> dict[str, torch.Tensor]:
     """Tokenise ``prompt + target`` per example; labels are -100 on prompt tokens and padding.
 
     Right padding. Sequences longer than ``max_length`` lose tokens from the left of the prompt,
-    so the target always survives.
+    so the target always survives. ``device``: where the tensors go; pass the model that will read
+    them (``device=model``) so they land on its device (see :func:`device_of`). None: the CPU.
     """
     rows = []
     for ex in examples:
@@ -73,7 +76,7 @@ def encode_examples(tokenizer, task, examples, max_length: int | None = None) ->
         input_ids[i, :len(ids)] = torch.tensor(ids)
         attention_mask[i, :len(ids)] = 1
         labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return to_device({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}, device)
 
 
 @dataclass
@@ -110,8 +113,44 @@ class TextPairs:
         return self.pairs
 
 
-def _device(model) -> torch.device:
-    return next(p.device for p in model.parameters())
+def device_of(where) -> torch.device | None:
+    """The device ``where`` names: a model or layer (the device of its first parameter or buffer), a
+    tensor, a ``torch.device`` or a string such as ``"cuda"``; None stays None.
+
+    The course's one convention for placing tensors: every helper that builds tensors for a model
+    takes ``device=`` and accepts the model itself there, so a notebook writes ``device=model`` and
+    never needs to know which device the runtime chose.
+    """
+    if where is None or isinstance(where, torch.device):
+        return where
+    if isinstance(where, str):
+        return torch.device(where)
+    if isinstance(where, torch.Tensor):
+        return where.device
+    if isinstance(where, torch.nn.Module):
+        for t in (*where.parameters(), *where.buffers()):
+            return t.device
+        raise ConfigError(f"{type(where).__name__} has no parameters or buffers, so it names no device.",
+                          "pass a device instead, e.g. device='cpu' or device=model.")
+    raise ConfigError(f"cannot tell a device from {type(where).__name__}.",
+                      "pass a model, a tensor, a torch.device or a string such as 'cuda' or 'cpu'.")
+
+
+def to_device(batch, where):
+    """``batch`` (a tensor, or a dict/list/tuple of them) moved to :func:`device_of` ``(where)``.
+
+    ``where=None`` returns ``batch`` unchanged; non-tensor values pass through.
+    """
+    device = device_of(where)
+    if device is None:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):  # a dict, or a tokenizer's BatchEncoding
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
 @torch.no_grad()
@@ -205,7 +244,7 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
                           "apply a method first (e.g. apply_lora(model, config)) or unfreeze parameters.")
     data = task[split]
     val = task["validation"][:config.eval_examples] if "validation" in task.splits else None
-    device = _device(model)
+    device = device_of(model)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -216,11 +255,12 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
     for step in bar:
         t0 = time.perf_counter()
         model.train()
-        batch = encode_examples(tokenizer, task, rng.sample(data, min(config.batch_size, len(data))), config.max_length)
+        batch = encode_examples(tokenizer, task, rng.sample(data, min(config.batch_size, len(data))), config.max_length,
+                                device=device)
         T = batch["input_ids"].shape[1]
         with precision.autocast():
-            out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-        loss = conditional_lm_loss(out.logits[:, -T:], batch["labels"].to(device))
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss = conditional_lm_loss(out.logits[:, -T:], batch["labels"])
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()

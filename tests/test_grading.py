@@ -202,3 +202,64 @@ def test_grade_reports_ungradable_submissions(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "eve/99_nope: unknown assignment" in err
     assert f"fay/{A}: expected {A}.ipynb" in err and "no notebook" in err
+
+
+def test_grading_environment_pins_the_runtime_whatever_the_machine_says():
+    from course_lib.errors import ConfigError
+    from course_lib.grading.config import grading_environment
+
+    machine = {"COURSE_RUNTIME": "gpu", "CUDA_VISIBLE_DEVICES": "0", "HF_HUB_OFFLINE": "0", "PATH": "/bin"}
+    env = grading_environment("embedded", base=machine)
+    assert (env["COURSE_RUNTIME"], env["CUDA_VISIBLE_DEVICES"], env["HF_HUB_OFFLINE"]) == ("embedded", "", "1")
+    assert env["PATH"] == "/bin" and machine["COURSE_RUNTIME"] == "gpu"      # the base is not changed
+    gpu = grading_environment("gpu", base=machine)
+    assert (gpu["COURSE_RUNTIME"], gpu["CUDA_VISIBLE_DEVICES"], gpu["HF_HUB_OFFLINE"]) == ("gpu", "0", "1")
+    with pytest.raises(ConfigError, match="--runtime embedded"):
+        grading_environment("cuda")
+
+
+def test_the_graders_kernel_runs_embedded_on_the_cpu_and_offline(monkeypatch):
+    """What a notebook sees under `course grade/check`: the runtime pinned, no GPU, no hub, on any machine."""
+    from nbclient import NotebookClient
+
+    from course_lib.grading.config import load_config, pin_runtime
+
+    monkeypatch.setenv("COURSE_RUNTIME", "gpu")            # what a GPU grader's shell might say
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)   # monkeypatch restores all three after the test
+    pin_runtime("embedded")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os, torch\n"
+        "from course_lib.runtime import select_runtime\n"
+        "rt = select_runtime()\n"
+        "print(rt.name, rt.device, rt.hub, repr(os.environ['CUDA_VISIBLE_DEVICES']), torch.cuda.is_available())")])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    assert nb.cells[0].outputs[0]["text"].split() == ["embedded", "cpu", "False", "''", "False"]
+    assert load_config(REPO).default_timeout == 300
+
+
+def test_gpu_grading_has_its_own_cell_limit_and_needs_a_gpu(monkeypatch):
+    import torch
+
+    from course_lib.errors import DeviceUnavailableError
+    from course_lib.grading.config import load_config, pin_runtime
+
+    monkeypatch.setenv("COURSE_RUNTIME", "gpu")
+    assert load_config(REPO).default_timeout == 600
+    monkeypatch.setenv("COURSE_RUNTIME", "embedded")
+    assert load_config(REPO).default_timeout == 300
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailableError, match="--runtime embedded"):
+            pin_runtime("gpu")
+
+
+def test_course_grade_and_check_pass_the_runtime(monkeypatch):
+    from course_lib import cli, grading
+
+    seen = []
+    monkeypatch.setattr(grading, "check", lambda names=None, runtime="embedded": seen.append(("check", runtime)) or 0)
+    monkeypatch.setattr(grading, "grade", lambda subs, csv_path=None, runtime="embedded": seen.append(("grade", runtime)) or 0)
+    for argv in (["check", A], ["check", "--runtime", "gpu", A], ["grade", "subs"], ["grade", "subs", "--runtime", "gpu"]):
+        args = cli.build_parser().parse_args(argv)
+        assert args.func(args) == 0
+    assert seen == [("check", "embedded"), ("check", "gpu"), ("grade", "embedded"), ("grade", "gpu")]

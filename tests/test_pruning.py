@@ -35,6 +35,39 @@ def test_global_masks_equal_torch_global_l1(tiny_llama, amount):
         assert P.sparsity(model, ours) == pytest.approx(round(amount * n_total) / n_total, abs=1e-12)
 
 
+@pytest.mark.parametrize("quantile", [0.3, 0.55, 0.8])
+def test_global_mask_problem_accepts_any_tie_break_and_rejects_wrong_masks(quantile):
+    """Tied |w| at the cutoff (as bf16 weights of a large model have): two correct masks differ, both pass;
+    wrong ones do not."""
+    model = _mlp(2)
+    with torch.no_grad():
+        for p in model.parameters():   # 1,664 weights on a grid of 33 values, stored as bf16: ties everywhere
+            p.copy_(((p * 64).round() / 64).to(torch.bfloat16).float())
+    params = P.prunable_parameters(model)
+    mags = torch.cat([w.detach().abs().flatten() for w in params.values()]).sort().values
+    tied = (mags == mags[int(quantile * len(mags))]).nonzero().flatten()
+    amount = int(tied.float().mean()) / len(mags)      # the cutoff falls inside a run of equal |w|
+    assert len(tied) > 2
+    ours = P.magnitude_masks(params, amount, "global")
+    ref = _torch_global(model, list(params), amount)
+    assert P.global_mask_problem(params, ours, amount) is None
+    assert P.global_mask_problem(params, ref, amount) is None
+    backwards = P.magnitude_masks({n: params[n].flatten().flip(0) for n in reversed(params)}, amount, "global")
+    reversed_ties = {n: backwards[n].flip(0).view_as(params[n]) for n in params}   # the last of a tie goes first
+    assert any(not torch.equal(reversed_ties[n], ours[n]) for n in params), "the weights have no tie at the cutoff"
+    assert P.global_mask_problem(params, reversed_ties, amount) is None
+    per_layer = P.magnitude_masks(params, amount, "layer")
+    assert "prune the smallest |w|" in P.global_mask_problem(params, per_layer, amount)
+    signed = P.magnitude_masks(params, amount, "global", scores={n: w.detach() - w.detach().min() for n, w in params.items()})
+    assert P.global_mask_problem(params, signed, amount) is not None
+    one_more = {n: m.clone() for n, m in ours.items()}
+    first = next(iter(one_more))
+    one_more[first].view(-1)[one_more[first].view(-1).argmax()] = 0.0
+    assert "zeros" in P.global_mask_problem(params, one_more, amount)
+    half = {n: m * 0.5 for n, m in ours.items()}
+    assert "0 (prune) and 1 (keep)" in P.global_mask_problem(params, half, amount)
+
+
 @pytest.mark.parametrize("amount", [0.2, 0.5, 0.75])
 def test_layer_masks_equal_torch_l1_unstructured(amount):
     model = _mlp(1)

@@ -5,6 +5,9 @@
 * :func:`publish` (``course publish DIR``): the learner edition, checked for leaks (see :mod:`.publishing`).
 * :func:`check` (``course check``): the proof that every assignment grades right (see :mod:`.checker`).
 
+Both ``grade`` and ``check`` pin the runtime first (``--runtime embedded``, the default: CPU, offline;
+``--runtime gpu``: the GPU runtime with its own cell limits), see :func:`.config.grading_environment`.
+
 Modules: :mod:`.config` (loads and verifies ``nbgrader_config.py``, runs nbgrader), :mod:`.notebook`
 (cell roles, markers), :mod:`.execute` (cell-by-cell execution with time limits and recovery),
 :mod:`.lint`, :mod:`.feedback` (the feedback preprocessor), :mod:`.releasing`, :mod:`.grader`, :mod:`.checker`.
@@ -19,10 +22,12 @@ def release(check: bool = False) -> int:
     return _release(check=check)
 
 
-def grade(submissions, csv_path=None) -> int:
-    from .config import require_nbgrader
+def grade(submissions, csv_path=None, runtime: str = "embedded") -> int:
+    from .config import pin_runtime, require_nbgrader
     require_nbgrader("course grade")
     from .grader import grade as _grade
+
+    pin_runtime(runtime)  # before nbgrader_config.py is read: it sizes the cell limits by runtime
     return _grade(submissions, csv_path=csv_path)
 
 
@@ -33,8 +38,11 @@ def publish(dest, force: bool = False) -> int:
     return _publish(dest, force=force)
 
 
-def check(assignments=None) -> int:
+def check(assignments=None, runtime: str = "embedded") -> int:
     from .config import require_nbgrader
     require_nbgrader("course check")
     from .checker import check as _check
+    from .config import pin_runtime
+
+    pin_runtime(runtime)
     return _check(assignments)

@@ -43,6 +43,41 @@ class GradingConfig:
         return int(value or self.default_timeout)
 
 
+GRADING_RUNTIMES = ("embedded", "gpu")
+
+
+def grading_environment(runtime: str = "embedded", base: dict | None = None) -> dict[str, str]:
+    """The environment the grader's kernels get: the runtime chosen explicitly, never by the hardware.
+
+    ``embedded`` (the default): ``COURSE_RUNTIME=embedded``, ``CUDA_VISIBLE_DEVICES=""`` (the kernel sees
+    no GPU even on a GPU machine) and ``HF_HUB_OFFLINE=1``, so a score is the same on every grader.
+    ``gpu``: ``COURSE_RUNTIME=gpu`` with the machine's GPUs and ``HF_HUB_OFFLINE=1`` (models come from
+    the local cache, nothing downloads at grade time); ``nbgrader_config.py`` gives it its own cell limits.
+    ``base``: the environment to start from (default: this process's).
+    """
+    if runtime not in GRADING_RUNTIMES:
+        raise ConfigError(f"unknown grading runtime {runtime!r}.",
+                          f"use --runtime {' or --runtime '.join(GRADING_RUNTIMES)} (default: embedded, on the CPU).")
+    env = dict(os.environ if base is None else base, COURSE_RUNTIME=runtime, HF_HUB_OFFLINE="1")
+    if runtime == "embedded":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def pin_runtime(runtime: str = "embedded") -> None:
+    """Put :func:`grading_environment` into this process's environment, which every kernel and every
+    nbgrader command started from here inherits (and ``nbgrader_config.py`` reads for its cell limits)."""
+    env = grading_environment(runtime)
+    if runtime == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            from ..errors import DeviceUnavailableError
+            raise DeviceUnavailableError("--runtime gpu was asked for, but this machine has no CUDA GPU.",
+                                         "grade with the default --runtime embedded (CPU), or on a GPU machine.")
+    os.environ.update(env)
+
+
 def load_config(root: Path | None = None) -> GradingConfig:
     """Load ``<root>/nbgrader_config.py`` the way nbgrader does, but loudly."""
     from traitlets.config.loader import PyFileConfigLoader
@@ -126,5 +161,5 @@ def require_nbgrader(purpose: str = "grading exercises (course release/grade/che
         require(module, purpose, extra="grade")
 
 
-__all__ = ["COURSE_ID", "GradingConfig", "load_config", "assignments", "nbgrader", "last_error",
+__all__ = ["COURSE_ID", "GRADING_RUNTIMES", "GradingConfig", "grading_environment", "pin_runtime", "load_config", "assignments", "nbgrader", "last_error",
            "require_nbgrader", "CourseError"]

@@ -391,12 +391,16 @@ def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int =
     """Median wall time of one forward pass, in milliseconds, for each model in ``models``.
 
     The models run interleaved (one pass of each per round), so a machine that gets busier during the
-    measurement slows all of them alike. ``inputs``: keyword arguments of the forward (``input_ids``, ...).
+    measurement slows all of them alike. ``inputs``: keyword arguments of the forward (``input_ids``, ...),
+    moved to each model's device first.
     """
     import statistics
     import time
 
+    from ..training import to_device
+
     times = {name: [] for name in models}
+    placed = {name: to_device(inputs, model) for name, model in models.items()}
     for model in models.values():
         model.eval()
     for i in range(warmup + repeats):
@@ -404,7 +408,7 @@ def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int =
             if next(model.parameters()).is_cuda:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            model(**inputs)
+            model(**placed[name])
             if next(model.parameters()).is_cuda:
                 torch.cuda.synchronize()
             if i >= warmup:

@@ -154,6 +154,35 @@ def magnitude_masks(params, sparsity: float, scope: str = "global", *, scores: d
     return masks
 
 
+def global_mask_problem(weights: dict, masks: Masks, sparsity: float) -> str | None:
+    """Why ``masks`` is not a global magnitude mask of ``weights`` at ``sparsity``; None when it is.
+
+    A correct mask zeroes exactly ``round(sparsity * n)`` entries over all tensors together, holds only
+    0 and 1, and never keeps an entry of smaller ``|w|`` than one it prunes. Ties at the cutoff may be
+    broken any way: bf16 weights (loaded as fp32 or not) tie often, so two correct masks, e.g. this
+    module's and ``torch.nn.utils.prune``'s, can differ there. Compares on the CPU in fp32 (exact for
+    bf16 and fp16 values).
+    """
+    names = list(weights)
+    if set(masks) != set(names):
+        return f"the masks' keys {sorted(masks)[:3]}... are not the weights' keys {names[:3]}..."
+    bad = [n for n in names if tuple(masks[n].shape) != tuple(weights[n].shape)]
+    if bad:
+        return f"the mask of {bad[0]} has shape {tuple(masks[bad[0]].shape)}, its weight {tuple(weights[bad[0]].shape)}"
+    mag = torch.cat([weights[n].detach().abs().flatten().float().cpu() for n in names])
+    m = torch.cat([masks[n].detach().flatten().float().cpu() for n in names])
+    if not bool(((m == 0) | (m == 1)).all()):
+        return "a mask holds values other than 0 (prune) and 1 (keep)"
+    zeros, want = int((m == 0).sum()), _k_of(sparsity, mag.numel())
+    if zeros != want:
+        return (f"{zeros:,} zeros; exactly round({sparsity} * {mag.numel():,}) = {want:,} expected "
+                "(over all tensors together)")
+    if 0 < zeros < mag.numel() and float(mag[m == 0].max()) > float(mag[m == 1].min()):
+        return (f"a pruned entry has |w| = {float(mag[m == 0].max()):.3g} but a kept one only "
+                f"{float(mag[m == 1].min()):.3g}: prune the smallest |w| over all layers at once")
+    return None
+
+
 def random_masks_like(masks: Masks, seed: int = 0) -> Masks:
     """Random masks with the same number of zeros in every tensor (the lottery ticket's control)."""
     g = torch.Generator().manual_seed(seed)
