@@ -23,6 +23,9 @@ The site is fully offline, at build time and when it is viewed: the theme and it
 pip packages, MathJax 3.2.2 comes from the pip package ``sphinx-mathjax-offline``, whose Sphinx
 extension copies it into ``_static/mathjax/``, and ipywidgets are replaced by what the widget drew when the notebook was executed
 (its ``Output`` widget's recorded outputs), so no widget JavaScript is loaded from a CDN.
+
+Why one module of this length: page generation, the freshness rule, widget replacement and the
+learner-edition leak check run as one build; the Sphinx configuration is written here in one place.
 """
 from __future__ import annotations
 

@@ -28,6 +28,9 @@ the live tensor *storages*: a ``TorchDispatchMode`` sees every tensor an operato
 backward and the optimiser), registers its storage once and subtracts it when the storage is freed.
 The peak of that running sum is what ``torch.cuda.max_memory_allocated`` reports on a GPU, minus the
 CUDA allocator's rounding of each block to 512 bytes and kernels' private workspaces.
+
+Why one module of this length: the estimator, the measurement it is checked against and the
+per-cell predictions (``HEAVY_CELLS``) must use the same accounting; keeping them together keeps them equal.
 """
 from __future__ import annotations
 

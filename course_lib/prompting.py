@@ -36,6 +36,9 @@ continuation tokens are the tokenizer's own encoding of ``c``. The result says w
 Works with the char-level embedded tokenizer and with ordinary hub tokenizers (GPT-2, Llama):
 special tokens are added the way the tokenizer adds them (the embedded tokenizer and Llama
 prepend a BOS token, GPT-2 adds nothing).
+
+Why one module of this length: templates, demonstration sampling, batched generation and option
+scoring are the four halves of one experiment (lecture 01); they share the tokenizer handling.
 """
 from __future__ import annotations
 

@@ -38,6 +38,9 @@ Demonstrations are joined by ``separator`` (a newline), the parts of one line by
 * Self-consistency (Wang et al. 2023, :func:`majority_vote`): sample several chains, extract each
   answer, return the most frequent one. ``None`` votes are ignored; a tie goes to the tied answer
   that was reached first (the earliest in sampling order); no valid vote -> ``None``.
+
+Why one module of this length: few-shot CoT, zero-shot CoT, answer extraction and self-consistency
+share the formats (``FORMATS``) and the addition task; lecture 02 and exercise 02 import them together.
 """
 from __future__ import annotations
 

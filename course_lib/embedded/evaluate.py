@@ -17,6 +17,9 @@ stream never used) and with a fixed seed, so the numbers reproduce on CPU. Built
 * :func:`heldout_perplexity` — per-character perplexity on fresh corpus documents.
 * :func:`adaptation_speed` — LoRA on the downstream task from the pretrained weights against the
   same architecture randomly initialised: steps to reach a validation accuracy.
+
+Why one module of this length: every table of the model cards comes from here, with one command
+(``python -m course_lib.embedded.evaluate``); each evaluation is a short function over the same model.
 """
 from __future__ import annotations
 

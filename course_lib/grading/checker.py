@@ -16,6 +16,9 @@ For each assignment in ``solutions/``:
    (an error, or stderr output: nbgrader's rule). They run cheaply: the solution runs once in a kernel
    that forks at each answer cell (:mod:`.forkrun`); a child runs only the cells up to the last test
    cell it must fail, skipping the other test cells.
+
+Why one module of this length: the stages of the proof (solution, release, wrong answers, leak scan)
+share one report and one executed-notebook cache; split, each would re-read the same state.
 """
 from __future__ import annotations
 

@@ -34,6 +34,9 @@ active at a time::
 
 peft has no bottleneck adapters and AdapterHub's ``adapters`` does not import with transformers 5,
 so the tests check this module against its invariants and against a hand computation of one block.
+
+Why one module of this length: adapters need their own multi-adapter bookkeeping (add, set, delete,
+save, load, fusion), which peft gives LoRA but which we write here once for every adapter placement.
 """
 from __future__ import annotations
 

@@ -24,6 +24,9 @@ tests check forward, gradients and merged weights against peft 0.21.2.
 
 GPT-2's ``Conv1D`` stores its weight as ``(in, out)`` (``fan_in_fan_out``); the update is transposed
 when merged into it.
+
+Why one module of this length: the layer, its merge/unmerge, DoRA and rsLoRA, applying to a model,
+saving adapters and the rank/spectrum helpers of lecture 04 all act on the same ``LoraLayer``.
 """
 from __future__ import annotations
 

@@ -27,6 +27,9 @@ sparsity does not. :func:`lottery_ticket` runs the whole procedure with a traini
 
 Shapes: masks are float tensors of the weight's shape and dtype (as torch's ``weight_mask``),
 keyed by parameter name.
+
+Why one module of this length: masks, schedules, diff pruning and lottery tickets share the mask
+type and its invariants (exact zero counts, ties), and lecture 03 and exercise 03 import them together.
 """
 from __future__ import annotations
 

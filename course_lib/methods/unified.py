@@ -40,6 +40,9 @@ attention plus a *scaled parallel adapter* (s = 4) at the feed-forward block; :f
 Shapes: ``x``, ``h``: ``(..., d)``; ``down.weight``: ``(r, d_in)``; ``up.weight``: ``(d_out, r)``.
 Parameters of one Δh: ``r * (d_in + d_out)`` plus ``r + d_out`` with biases
 (LoRA: ``r (d + k)``; adapter: ``2 d m + d + m``); :func:`unified_parameter_count`.
+
+Why one module of this length: the Δh module, the unified layer, the rewrite of every method into
+it and MAM are one idea (He et al.); splitting them would split the equivalence checks from what they check.
 """
 from __future__ import annotations
 
