@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CourseError, MissingDependencyError
+from .errors import CourseError, MissingDependencyError, require
 from .notebooks import source_sha256
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -317,6 +317,7 @@ MATHJAX_EXTENSION = "sphinx-mathjax-offline"  # the pip package's module name ha
 def _require_book_tools() -> None:
     import importlib.util
 
+    require("nbformat", "course book", extra="book")
     for module, what in (("jupyter_book", "Jupyter Book 1"), (MATHJAX_EXTENSION, "a local MathJax")):
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError(f"course book needs {what} ({module}), which is not installed.",

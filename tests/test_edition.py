@@ -79,7 +79,7 @@ def test_lowest_constraints_match_the_lower_bounds():
 
 
 GUARDED = {  # module -> the modules of course_lib that may import it (each is behind require(..., extra=...))
-    "nbformat": {"authoring.py", "notebooks.py"}, "nbclient": {"notebooks.py"}, "jupyterlab": set(),
+    "nbformat": {"authoring.py", "notebooks.py", "book.py"}, "nbclient": {"notebooks.py"}, "jupyterlab": set(),
     "nbgrader": set(), "ipykernel": set(), "traitlets": set(),
 }
 
