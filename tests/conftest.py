@@ -13,6 +13,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Give every test the environment the session started with. ``course grade``/``course check`` pin
+    their runtime into ``os.environ`` (their kernels inherit it); called in-process by a test, that pin
+    would otherwise leak into the next test on the same worker (e.g. ``course doctor`` would report the
+    runtime as requested by $COURSE_RUNTIME)."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture
 def tiny_llama():
     """A 2-layer Llama with grouped-query attention (4 heads, 2 KV heads), random weights, eval mode."""
