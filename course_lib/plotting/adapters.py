@@ -1,6 +1,8 @@
 """Plots for lecture 07 (bottleneck adapters)."""
 from __future__ import annotations
 
+from .axes import axes
+
 
 def _plt():
     import matplotlib.pyplot as plt
@@ -9,8 +11,7 @@ def _plt():
 
 def plot_parameters_vs_bottleneck(sizes, counts: dict[str, list[int]], base_parameters: int, ax=None):
     """Adapter parameters (as % of the base model) against the bottleneck size m, one line per placement."""
-    plt = _plt()
-    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
+    ax = axes(ax, (6, 3.6))
     for label, values in counts.items():
         ax.plot(sizes, [100 * v / base_parameters for v in values], marker="o", label=label)
     ax.set_xscale("log", base=2)
@@ -29,20 +30,20 @@ def plot_method_comparison(results: dict[str, dict], baseline: float | None = No
     """
     plt = _plt()
     names = list(results)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, panels = plt.subplots(1, 3, figsize=(12, 3.4))
     colors = [f"C{i}" for i in range(len(names))]
-    axes[0].bar(names, [100 * results[n]["accuracy"] for n in names], color=colors)
+    panels[0].bar(names, [100 * results[n]["accuracy"] for n in names], color=colors)
     if baseline is not None:
-        axes[0].axhline(100 * baseline, color="gray", ls="--", label="before training")
-        axes[0].legend(loc="lower right")
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[0].set_ylim(0, 100)
-    axes[1].bar(names, [results[n]["trainable"] for n in names], color=colors)
-    axes[1].set_yscale("log")
-    axes[1].set_ylabel("trainable parameters (log scale)")
-    axes[2].bar(names, [results[n]["seconds"] for n in names], color=colors)
-    axes[2].set_ylabel("training time (s)")
-    for ax in axes:
+        panels[0].axhline(100 * baseline, color="gray", ls="--", label="before training")
+        panels[0].legend(loc="lower right")
+    panels[0].set_ylabel("test accuracy (%)")
+    panels[0].set_ylim(0, 100)
+    panels[1].bar(names, [results[n]["trainable"] for n in names], color=colors)
+    panels[1].set_yscale("log")
+    panels[1].set_ylabel("trainable parameters (log scale)")
+    panels[2].bar(names, [results[n]["seconds"] for n in names], color=colors)
+    panels[2].set_ylabel("training time (s)")
+    for ax in panels:
         ax.tick_params(axis="x", rotation=20)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -53,8 +54,7 @@ def plot_inference_cost(timings: dict[str, list[float]], ax=None):
     """Median forward time per batch (ms) with the spread of repeats, one bar per model variant."""
     import statistics
 
-    plt = _plt()
-    ax = ax or plt.subplots(figsize=(6, 3.4))[1]
+    ax = axes(ax, (6, 3.4))
     names = list(timings)
     med = [1000 * statistics.median(timings[n]) for n in names]
     lo = [m - 1000 * min(timings[n]) for m, n in zip(med, names)]
@@ -69,8 +69,7 @@ def plot_inference_cost(timings: dict[str, list[float]], ax=None):
 
 def plot_accuracy_matrix(matrix, rows: list[str], cols: list[str], ax=None, title: str = ""):
     """Accuracy (%) of each model variant (rows) on each domain (columns), as an annotated heat map."""
-    plt = _plt()
-    ax = ax or plt.subplots(figsize=(5, 0.6 * len(rows) + 1.6))[1]
+    ax = axes(ax, (5, 0.6 * len(rows) + 1.6))
     values = [[100 * v for v in row] for row in matrix]
     im = ax.imshow(values, vmin=0, vmax=100, cmap="viridis")
     ax.set_xticks(range(len(cols)), cols)
@@ -90,8 +89,7 @@ def plot_fusion_weights(weights: dict[str, list[float]], adapter_names: list[str
     """Mean AdapterFusion weight given to each adapter, per input domain (grouped bars)."""
     import numpy as np
 
-    plt = _plt()
-    ax = ax or plt.subplots(figsize=(6, 3.4))[1]
+    ax = axes(ax, (6, 3.4))
     domains = list(weights)
     x = np.arange(len(domains))
     width = 0.8 / len(adapter_names)

@@ -6,15 +6,13 @@ figure if ``None``) and returns the axes. Accuracies are plotted as percentages.
 """
 from __future__ import annotations
 
+from .axes import axes, finish
+
 SIZE_ORDER = ("xs", "s", "m", "l")
 
 
 def _axes(ax, figsize=(5.5, 3.8)):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return axes(ax, figsize)
 
 
 def _sorted_sizes(evaluations: dict) -> list[str]:
@@ -125,13 +123,8 @@ def plot_label_mapping(evaluation: dict, ax=None):
         ks = [int(k) for k in curve]
         ax.plot(ks, [100 * curve[str(k)] for k in ks], marker="o", label=name)
     ax.axhline(50, color="grey", linestyle=":", label="chance")
-    ax.set_xlabel("demonstrations in the prompt, k")
-    ax.set_ylabel("sentiment accuracy (%)")
-    ax.set_title("in-context classification with different label words")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax
+    return finish(ax, xlabel="demonstrations in the prompt, k", ylabel="sentiment accuracy (%)",
+                  title="in-context classification with different label words", ylim=(0, 100), legend=7, grid=True)
 
 
 def plot_adaptation_speed(result: dict, ax=None):
@@ -144,13 +137,8 @@ def plot_adaptation_speed(result: dict, ax=None):
             ax.plot(steps, [100 * a for a in acc], linestyle=styles.get(init, "-"), marker=".",
                     label=f"{init} init (seed {run['seed']})")
     ax.axhline(100 * result["target"], color="grey", linestyle=":", label=f"target {100 * result['target']:.0f}%")
-    ax.set_xlabel("LoRA optimiser steps")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"{result['member']}: LoRA on {result['task']}")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax
+    return finish(ax, xlabel="LoRA optimiser steps", ylabel="validation accuracy (%)",
+                  title=f"{result['member']}: LoRA on {result['task']}", ylim=(0, 100), legend=7, grid=True)
 
 
 def plot_perplexity_by_size(evaluations: dict, ax=None):

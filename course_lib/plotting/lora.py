@@ -1,13 +1,11 @@
 """Plots for lecture 04 (LoRA). Each function draws on ``ax`` (or a new figure) and returns the axes."""
 from __future__ import annotations
 
+from .axes import axes, accuracy_bars
+
 
 def _ax(ax, figsize=(5, 3.5)):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return axes(ax, figsize)
 
 
 def plot_parameter_counts(d: int, k: int, counts: dict, ax=None):
@@ -47,16 +45,8 @@ def plot_training_curves(losses: dict, ax=None, smooth: int = 10, title: str | N
 def plot_method_comparison(rows: list[dict], ax=None):
     """Bars of accuracy with the trainable-parameter count written on each; ``rows``: name, accuracy, trainable."""
     ax = _ax(ax, (6, 3.5))
-    names = [r["name"] for r in rows]
-    acc = [100 * r["accuracy"] for r in rows]
-    bars = ax.bar(names, acc, color=["0.6"] + ["C%d" % i for i in range(len(rows) - 1)])
-    for bar, r in zip(bars, rows):
-        if r.get("trainable") is not None:
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, f"{r['trainable']:,} params",
-                    ha="center", fontsize=8)
-    ax.set_ylim(0, 110)
-    ax.set_ylabel("validation accuracy (%)")
-    return ax
+    return accuracy_bars(ax, rows, "name", lambda r: None if r.get("trainable") is None else f"{r['trainable']:,} params",
+                         color=["0.6"] + ["C%d" % i for i in range(len(rows) - 1)], ylabel="validation accuracy (%)")
 
 
 def plot_latency(times_ms: dict, ax=None):

@@ -5,13 +5,11 @@ and plotted as percentages.
 """
 from __future__ import annotations
 
+from .axes import axes, finish
+
 
 def _ax(ax, figsize=(5, 3.5)):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return axes(ax, figsize)
 
 
 def plot_loss_curves(losses: dict, ax=None, smooth: int = 10, title: str | None = None):
@@ -32,12 +30,7 @@ def plot_lr_sensitivity(results: dict, baseline: float | None = None, ax=None):
         ax.plot(lrs, [100 * by_lr[lr] for lr in lrs], "o-", label=label)
     if baseline is not None:
         ax.axhline(100 * baseline, color="k", ls="--", lw=1, label="untrained")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8)
-    return ax
+    return finish(ax, xlog=True, xlabel="learning rate (log scale)", ylabel="validation accuracy (%)", ylim=(0, 105))
 
 
 def plot_scale(sizes: dict, results: dict, baseline: dict | None = None, ax=None):
@@ -55,12 +48,8 @@ def plot_scale(sizes: dict, results: dict, baseline: dict | None = None, ax=None
         ax.plot(x, [100 * baseline[n] for n in names], "k--", lw=1, label="untrained")
     for n, xi in zip(names, x):
         ax.annotate(n, (xi, 2), ha="center", fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("frozen model size (parameters, log scale)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8)
-    return ax
+    return finish(ax, xlog=True, xlabel="frozen model size (parameters, log scale)", ylabel="validation accuracy (%)",
+                  ylim=(0, 105))
 
 
 def plot_sequence_cost(lengths, times_ms: dict, ax=None, real_tokens: int | None = None):

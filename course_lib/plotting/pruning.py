@@ -1,12 +1,11 @@
 """Plots of lecture 03: training curves, memory breakdowns, accuracy against sparsity, masks, tickets."""
 from __future__ import annotations
 
+from .axes import axes, accuracy_bars
+
 
 def _ax(ax, figsize=(6, 3.5)):
-    import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return axes(ax, figsize)
 
 
 def plot_losses(curves: dict[str, list[float]], ax=None, smooth: int = 10):
@@ -75,16 +74,8 @@ def plot_estimated_vs_measured(pairs: dict[str, tuple], ax=None):
 def plot_method_comparison(rows: list[dict], ax=None):
     """``rows``: dicts with "method", "accuracy" and "trainable" (fraction). Bars of accuracy, labelled with the fraction."""
     ax = _ax(ax, (6.5, 3.5))
-    names = [r["method"] for r in rows]
-    acc = [100 * r["accuracy"] for r in rows]
-    bars = ax.bar(names, acc, color="tab:blue")
-    for b, r in zip(bars, rows):
-        ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, f"{100 * r['trainable']:.3g}% trained",
-                ha="center", fontsize=8)
-    ax.set_ylim(0, 110)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("accuracy and share of parameters trained")
-    return ax
+    return accuracy_bars(ax, rows, "method", lambda r: f"{100 * r['trainable']:.3g}% trained", color="tab:blue",
+                         ylabel="test accuracy (%)", title="accuracy and share of parameters trained")
 
 
 def plot_accuracy_vs_sparsity(curves: dict[str, tuple], dense: float | None = None, chance: float | None = None,

@@ -4,15 +4,13 @@ Each function draws on ``ax`` (or a new figure) and returns the axes (or the arr
 """
 from __future__ import annotations
 
+from .axes import axes
+
 COLORS = {"nf4": "tab:blue", "fp4": "tab:orange", "int4": "tab:green"}
 
 
 def _ax(ax, figsize=(5, 3.5)):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return axes(ax, figsize)
 
 
 def plot_levels(levels: dict, ax=None):

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import textwrap
 
+from .axes import axes, finish
+
 
 def _ax(ax, figsize=(6, 3.5)):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return axes(ax, figsize)
 
 
 def addition_evaluation(rows: dict, parameters: int | None = None) -> dict:
@@ -55,14 +53,9 @@ def plot_cot_gain_by_size(evaluations: dict, digits, ax=None):
     for d in digits:
         rows = [evaluations[k]["addition"]["digits"][str(d)] for k in order]
         ax.plot(params, [100 * (r["scratchpad"] - r["direct"]) for r in rows], marker="o", label=f"{d}-digit sums")
-    ax.set_xscale("log")
     ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("CoT accuracy - direct accuracy (points)")
-    ax.set_title("chain-of-thought benefit against model size")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return ax
+    return finish(ax, xlog=True, xlabel="parameters (log scale)", ylabel="CoT accuracy - direct accuracy (points)",
+                  title="chain-of-thought benefit against model size", grid=True)
 
 
 def plot_self_consistency(curve: dict, greedy: float, ax=None, title: str = "self-consistency"):

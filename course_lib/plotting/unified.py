@@ -1,6 +1,8 @@
 """Plots for lecture 08 (the unified view and the capstone comparison)."""
 from __future__ import annotations
 
+from .axes import axes, finish
+
 
 def _plt():
     import matplotlib.pyplot as plt
@@ -14,8 +16,7 @@ def plot_accuracy_vs_parameters(rows: list[dict], baseline: float | None = None,
     ``rows``: dicts with ``label``, ``trainable`` and ``accuracy`` (e.g. ``Comparison.rows``);
     ``baseline``: the untrained model's accuracy, drawn as a dashed line.
     """
-    plt = _plt()
-    ax = ax or plt.subplots(figsize=(7.5, 4.5))[1]
+    ax = axes(ax, (7.5, 4.5))
     for i, r in enumerate(rows):
         ax.scatter(r["trainable"], 100 * r["accuracy"], s=60, color=f"C{i % 10}", zorder=3)
         ax.annotate(r["label"], (r["trainable"], 100 * r["accuracy"]), textcoords="offset points",
@@ -39,15 +40,15 @@ def plot_cost_panels(rows: list[dict]):
     """Two panels per method: training time (s) and peak training-step memory (MB)."""
     plt = _plt()
     labels = [r["label"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    fig, panels = plt.subplots(1, 2, figsize=(12, 3.6))
     colors = [f"C{i % 10}" for i in range(len(rows))]
-    axes[0].barh(labels, [r["seconds"] for r in rows], color=colors)
-    axes[0].set_xlabel("training time (s)")
+    panels[0].barh(labels, [r["seconds"] for r in rows], color=colors)
+    panels[0].set_xlabel("training time (s)")
     mem = [(r["peak_memory_bytes"] or 0) / 1e6 for r in rows]
-    axes[1].barh(labels, mem, color=colors)
-    axes[1].set_xlabel("peak memory of one training step (MB)")
-    axes[1].set_yticklabels([])
-    for ax in axes:
+    panels[1].barh(labels, mem, color=colors)
+    panels[1].set_xlabel("peak memory of one training step (MB)")
+    panels[1].set_yticklabels([])
+    for ax in panels:
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -60,13 +61,8 @@ def plot_prefix_gate(gates, ax=None):
     ``gates``: one tensor per layer (any shape; values in (0, 1)), e.g. from
     :func:`course_lib.methods.unified.prefix_gates`.
     """
-    plt = _plt()
-    ax = ax or plt.subplots(figsize=(6, 3.4))[1]
+    ax = axes(ax, (6, 3.4))
     for i, g in enumerate(gates):
         ax.hist(g.detach().flatten().cpu().numpy(), bins=30, range=(0, 1), alpha=0.5, label=f"layer {i}")
-    ax.set_xlabel("λ: weight of the prefix's Δh in the head output")
-    ax.set_ylabel("query positions × heads (count)")
-    ax.set_title("Prefix tuning is a gated Δh")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return ax
+    return finish(ax, xlabel="λ: weight of the prefix's Δh in the head output", ylabel="query positions × heads (count)",
+                  title="Prefix tuning is a gated Δh", grid=True)

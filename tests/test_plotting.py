@@ -1,0 +1,65 @@
+"""The plotting helpers every figure shares (course_lib/plotting/axes.py), and the figures built on them:
+they draw what their data says, with the labels and ranges a learner reads."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib.plotting import axes as common  # noqa: E402
+from course_lib.plotting import embedded, lora, prompts, pruning, reasoning, unified  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_axes_reuses_what_it_is_given_and_makes_a_figure_otherwise():
+    fig, ax = plt.subplots()
+    assert common.axes(ax) is ax
+    new = common.axes(None, (4, 2))
+    assert new is not ax and tuple(new.figure.get_size_inches()) == (4, 2)
+
+
+def test_finish_labels_scales_and_adds_a_legend_only_when_asked():
+    ax = common.axes()
+    ax.plot([1, 10], [0, 50], label="a line")
+    common.finish(ax, xlabel="x (units)", ylabel="y (%)", title="t", xlog=True, ylim=(0, 100), grid=True)
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("x (units)", "y (%)", "t")
+    assert ax.get_xscale() == "log" and ax.get_ylim() == (0, 100) and ax.get_legend() is not None
+    bare = common.finish(common.axes(), legend=None)
+    assert bare.get_legend() is None and bare.get_xscale() == "linear"
+
+
+def test_accuracy_bars_draw_percent_and_skip_missing_labels():
+    rows = [{"name": "frozen", "accuracy": 0.5, "trainable": None}, {"name": "lora", "accuracy": 0.875, "trainable": 1234}]
+    ax = lora.plot_method_comparison(rows)
+    assert [p.get_height() for p in ax.patches] == [50.0, 87.5]
+    assert [t.get_text() for t in ax.texts] == ["1,234 params"]
+    assert ax.get_ylim() == (0, 110) and ax.get_ylabel() == "validation accuracy (%)"
+    rows = [{"method": "magnitude", "accuracy": 0.75, "trainable": 0.125}]
+    ax = pruning.plot_method_comparison(rows)
+    assert [t.get_text() for t in ax.texts] == ["12.5% trained"] and ax.get_title()
+
+
+def test_line_plots_keep_their_axes():
+    ax = prompts.plot_lr_sensitivity({"prompt": {1e-3: 0.5, 1e-2: 0.75}}, baseline=0.5)
+    assert ax.get_xscale() == "log" and ax.get_ylim() == (0, 105) and len(ax.get_legend().texts) == 2
+    ax = prompts.plot_scale({"a": 1e6, "b": 1e7}, {"prompt": {"a": 0.5, "b": 0.75}}, baseline={"a": 0.5, "b": 0.5})
+    assert list(ax.lines[0].get_xdata()) == [1e6, 1e7] and list(ax.lines[0].get_ydata()) == [50, 75]
+    ev = {m: {"parameters": p, "addition": {"digits": {"2": {"direct": 0.5, "scratchpad": s}}}}
+          for m, p, s in (("s", 1e6, 0.5), ("m", 1e7, 0.75))}
+    ax = reasoning.plot_cot_gain_by_size(ev, digits=[2])
+    assert list(ax.lines[0].get_ydata()) == [0, 25] and ax.get_xscale() == "log"
+    ax = embedded.plot_label_mapping({"labels": {"accuracy": {"natural": {"0": 0.5, "4": 0.75}}}})
+    assert list(ax.lines[0].get_ydata()) == [50, 75] and ax.get_ylim() == (0, 100)
+    result = {"runs": {"pretrained": [{"seed": 0, "curve": [(0, 0.5), (10, 0.9)]}]}, "target": 0.8,
+              "member": "embedded-m", "task": "reviews"}
+    ax = embedded.plot_adaptation_speed(result)
+    assert list(ax.lines[0].get_xdata()) == [0, 10] and "embedded-m" in ax.get_title()
+    ax = unified.plot_prefix_gate([torch.full((2, 3), 0.25), torch.full((2, 3), 0.75)])
+    assert len(ax.patches) == 60 and ax.get_legend() is not None
