@@ -31,8 +31,11 @@ def _peft_qlora(model, tmp_path, double_quant):
     from transformers import AutoModelForCausalLM
 
     model.save_pretrained(tmp_path)
+    # dtype stated, as course_lib.models.load_model does: with dtype=None transformers 4.x loads every
+    # non-quantised weight in fp16 (its bitsandbytes default) and quantises from fp16 copies; 5.x's
+    # "auto" reads this checkpoint's fp32. Both sides of the comparison then start from the same fp32.
     q = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=qlora.bnb_config(double_quant),
-                                             device_map="cpu")
+                                             dtype=torch.float32, device_map="cpu")
     pm = peft.get_peft_model(q, peft.LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS))
     with torch.no_grad():
         for m in pm.modules():
