@@ -14,8 +14,10 @@ What the kernel sees (everything else of the machine does not exist for it):
 * no network (``--unshare-net``): the kernel talks to nbgrader over unix sockets (jupyter's ``ipc``
   transport) in a directory of its own, the only host directory it can write;
 * limits (``resource.setrlimit``, applied before ``bwrap`` starts): address space (memory), CPU time,
-  processes, size of a written file. When the grader runs as root (CI), the kernel runs as the
-  unprivileged user ``nobody``: root ignores the process limit, so a fork bomb would not be stopped.
+  processes, size of a written file. When the grader runs as root (CI), each kernel runs as an
+  unprivileged user id of its own (``SANDBOX_UID_BASE`` + the wrapper's pid, unique among running
+  kernels): root ignores the process limit, and a shared id would let one learner's fork bomb use up
+  the processes of another learner graded at the same time.
 * ``COURSE_RUNTIME=gpu``: the NVIDIA devices are passed through and the address-space limit is
   lifted (CUDA reserves far more address space than it uses).
 
@@ -45,7 +47,7 @@ from pathlib import Path
 from ..errors import CourseError
 
 ENV_FLAG = "COURSE_SANDBOX"  # "on" (course grade/check's default) or "off" (--no-sandbox)
-NOBODY = 65534
+SANDBOX_UID_BASE = 1_000_000  # + a pid (< 2**22): ids no account uses
 SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY|PRIVATE_KEY|^AWS_|^GITHUB_|^SSH_")
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 UNSANDBOXED = "UNSANDBOXED (--no-sandbox): learner code ran with the grader's rights"
@@ -114,7 +116,7 @@ def apply_limits(lim: dict, uid: int) -> None:
     if lim["fsize_mb"]:
         setr(resource.RLIMIT_FSIZE, lim["fsize_mb"] * 2**20)
     if lim["nproc"]:
-        setr(resource.RLIMIT_NPROC, lim["nproc"] + (0 if uid == NOBODY else _tasks_of(uid)))
+        setr(resource.RLIMIT_NPROC, lim["nproc"] + (0 if uid >= SANDBOX_UID_BASE else _tasks_of(uid)))
     setr(resource.RLIMIT_CORE, 0)
 
 
@@ -151,7 +153,7 @@ def bwrap_args(cwd: str, socket_dir: str | None, runtime: str, root: str | None 
     if bwrap is None:
         raise SandboxUnavailableError("bubblewrap (bwrap) is not installed.", "apt-get install bubblewrap")
     args = [bwrap, "--die-with-parent", "--new-session"]
-    if os.geteuid() == 0:  # no user namespace: the kernel becomes nobody inside (see _inner), which needs these
+    if os.geteuid() == 0:  # no user namespace: the kernel takes an unprivileged id inside (see _inner), which needs these
         args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                  "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
@@ -198,20 +200,20 @@ def bwrap_args(cwd: str, socket_dir: str | None, runtime: str, root: str | None 
     return args + ["--chdir", cwd]
 
 
-def _give_to_nobody(path: str) -> None:
+def _give_to(path: str, uid: int) -> None:
     for dirpath, _, files in os.walk(path):
-        os.chown(dirpath, NOBODY, NOBODY)
+        os.chown(dirpath, uid, uid)
         for f in files:
-            os.chown(os.path.join(dirpath, f), NOBODY, NOBODY)
+            os.chown(os.path.join(dirpath, f), uid, uid)
 
 
-def _inner(cmd: list[str]) -> None:
-    """Inside the sandbox, as root (the grader runs as root, e.g. in CI): become ``nobody``, then exec the
+def _inner(uid: int, cmd: list[str]) -> None:
+    """Inside the sandbox, as root (the grader runs as root, e.g. in CI): become ``uid``, then exec the
     kernel. Root is exempt from RLIMIT_NPROC, so without this a fork bomb would not be stopped."""
     if os.geteuid() == 0:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+        os.setgid(uid)
+        os.setuid(uid)
     os.execv(cmd[0], cmd)
 
 
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: python -m course_lib.grading.sandbox [--root ROOT] -- COMMAND ...")
     opts, cmd = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     if "--inner" in opts:
-        return _inner(cmd)
+        return _inner(int(opts[opts.index("--inner") + 1]), cmd)
     root = opts[opts.index("--root") + 1] if "--root" in opts else None
     socket_dir = None
     if "-f" in cmd:
@@ -234,11 +236,11 @@ def main(argv: list[str] | None = None) -> None:
             socket_dir = os.path.dirname(info["ip"])
     runtime = os.environ.get("COURSE_RUNTIME", "embedded")
     args = bwrap_args(os.getcwd(), socket_dir, runtime, root)
-    as_root = os.geteuid() == 0
-    if as_root and socket_dir:
-        _give_to_nobody(socket_dir)  # the kernel (nobody) creates its sockets there and reads its connection file
-    apply_limits(limits(runtime), NOBODY if as_root else os.getuid())
-    inner = [sys.executable, "-m", "course_lib.grading.sandbox", "--inner", "--"] if as_root else []
+    uid = SANDBOX_UID_BASE + os.getpid() if os.geteuid() == 0 else os.getuid()  # this pid becomes bwrap's
+    if uid != os.getuid() and socket_dir:
+        _give_to(socket_dir, uid)  # the kernel creates its sockets there and reads its connection file
+    apply_limits(limits(runtime), uid)
+    inner = [sys.executable, "-m", "course_lib.grading.sandbox", "--inner", str(uid), "--"] if uid != os.getuid() else []
     os.execv(args[0], args + ["--", *inner, *cmd])
 
 
