@@ -6,6 +6,7 @@ and assert that what the grader must keep away from learner code is out of its r
 """
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -194,31 +195,44 @@ def test_nbgrader_kernels_use_the_sandbox_only_when_grading_turns_it_on(monkeypa
 
 
 @pytest.mark.slow
-def test_an_honest_submission_keeps_full_marks_sandboxed_and_no_sandbox_is_flagged(tmp_path, monkeypatch):
-    """`course grade` in the sandbox: the solution of the warm-up scores 7/7. Without bwrap it refuses, and
-    with --no-sandbox it grades again, each row of the CSV saying the learner code ran unsandboxed."""
+def test_course_grade_sandboxed_keeps_honest_marks_and_blocks_the_course_files(tmp_path, monkeypatch):
+    """Through `course grade`: an honest warm-up scores 7/7 in the sandbox; the same answers plus a peek at
+    nbgrader_config.py lose that part. Without bwrap grading refuses; --no-sandbox grades (the peek then
+    succeeds: what the sandbox prevents) and every CSV row says the learner code ran unsandboxed."""
     import csv
 
     from test_grading import _course_copy
 
     from course_lib.cli import main
+    from course_lib.grading.notebook import find_cell
 
     root = _course_copy(tmp_path, monkeypatch)
-    sub = tmp_path / "subs" / "ann" / A
-    sub.mkdir(parents=True)
-    shutil.copy2(root / "solutions" / A / f"{A}.ipynb", sub / f"{A}.ipynb")
+    src = nbformat.read(root / "solutions" / A / f"{A}.ipynb", as_version=4)
+    for student in ("ann", "eve"):
+        nb = copy.deepcopy(src)
+        if student == "eve":
+            cell = find_cell(nb, "load_answer")[1]
+            cell.source = f"open({str(root / 'nbgrader_config.py')!r}).read()\n" + cell.source
+        (tmp_path / "subs" / student / A).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "subs" / student / A / f"{A}.ipynb")
     out_csv = tmp_path / "g.csv"
+
+    def grades(*flags):
+        assert main(["grade", str(tmp_path / "subs"), "--csv", str(out_csv), *flags]) == 0
+        return {r["student"]: r for r in csv.DictReader(out_csv.open())}
+
     if sandbox.probe() is None:
-        assert main(["grade", str(tmp_path / "subs"), "--csv", str(out_csv)]) == 0
-        row = next(csv.DictReader(out_csv.open()))
-        assert row["score"] == row["max_score"] == "7" and "UNSANDBOXED" not in row["notes"]
+        rows = grades()
+        assert float(rows["ann"]["score"]) == float(rows["ann"]["max_score"]) == 7
+        assert float(rows["eve"]["score"]) < 7
+        assert not any("UNSANDBOXED" in r["notes"] for r in rows.values())
     monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                                if not (Path(p) / "bwrap").exists()))
     assert shutil.which("bwrap") is None
     assert main(["grade", str(tmp_path / "subs"), "--csv", str(out_csv)]) == 2  # refuses
-    assert main(["grade", str(tmp_path / "subs"), "--csv", str(out_csv), "--no-sandbox"]) == 0
-    row = next(csv.DictReader(out_csv.open()))
-    assert row["score"] == row["max_score"] == "7" and "UNSANDBOXED" in row["notes"]
+    rows = grades("--no-sandbox")
+    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "eve": 7}
+    assert all(r["notes"].startswith("UNSANDBOXED") for r in rows.values())
 
 
 def test_course_grade_and_check_pass_no_sandbox(monkeypatch):
