@@ -68,7 +68,8 @@ def limits(runtime: str | None = None) -> dict[str, int | None]:
     """The resource limits of a sandboxed kernel (``None``: not limited), from the environment or defaults.
 
     memory_mb: address space, half the RAM (at least 4 GiB); none on the GPU runtime. cpu_s: CPU seconds of
-    the kernel process (all cells together). nproc: processes and threads of the sandbox user. fsize_mb: the
+    the kernel process (all cells together; a backstop, the per-cell wall-clock limits of nbgrader_config.py
+    come first): 3600, four times that on the GPU runtime (cells of up to 600 s). nproc: processes and threads of the sandbox user. fsize_mb: the
     largest file the kernel may write.
     """
     runtime = runtime or os.environ.get("COURSE_RUNTIME", "embedded")
@@ -84,7 +85,7 @@ def limits(runtime: str | None = None) -> dict[str, int | None]:
             raise SandboxUnavailableError(f"COURSE_SANDBOX_{name.upper()}={raw!r} is not a whole number.",
                                           f"set COURSE_SANDBOX_{name.upper()} to an integer or unset it.") from None
 
-    return {"memory_mb": pick("memory_mb", default_mem), "cpu_s": pick("cpu_s", 3600),
+    return {"memory_mb": pick("memory_mb", default_mem), "cpu_s": pick("cpu_s", 14400 if runtime == "gpu" else 3600),
             "nproc": pick("nproc", 256 + 8 * (os.cpu_count() or 2)), "fsize_mb": pick("fsize_mb", 1024)}
 
 
