@@ -41,6 +41,7 @@ def _submission(sandboxed: bool, folder: Path):
 
 def run(out_dir, quick: bool = False) -> Result:
     import tempfile
+    from unittest import mock
 
     from course_lib.grading import sandbox
     from course_lib.grading.config import pin_runtime
@@ -50,18 +51,10 @@ def run(out_dir, quick: bool = False) -> Result:
     if why:
         raise sandbox.SandboxUnavailableError(f"cannot measure the sandbox: {why}.", "apt-get install bubblewrap")
     repeats, warmup = (1, 0) if quick else (8, 1)
-    saved = {k: os.environ.get(k) for k in (sandbox.ENV_FLAG, "COURSE_RUNTIME", "CUDA_VISIBLE_DEVICES", "HF_HUB_OFFLINE")}
-    try:
-        pin_runtime("embedded")  # what course grade does: the CPU, offline
-        with tempfile.TemporaryDirectory(prefix="course-sandbox-bench-") as d:
-            t = interleaved({"sandboxed": _submission(True, Path(d)), "plain": _submission(False, Path(d))},
-                            repeats, warmup, clock=result.clock, progress="sandboxed vs plain kernel")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with mock.patch.dict(os.environ), tempfile.TemporaryDirectory(prefix="course-sandbox-bench-") as d:
+        pin_runtime("embedded")  # what course grade does: the CPU, offline (the environment is restored after)
+        t = interleaved({"sandboxed": _submission(True, Path(d)), "plain": _submission(False, Path(d))},
+                        repeats, warmup, clock=result.clock, progress="sandboxed vs plain kernel")
     ratio = ratio_stats(t["sandboxed"], t["plain"])
     overhead = stats([a - b for a, b in zip(t["sandboxed"], t["plain"])], "s")
     result.results.append({"workload": "kernel start + load_model() cell + shutdown",
