@@ -107,7 +107,7 @@ def render(results: dict[str, dict]) -> str:
     if d:
         r = d["results"][0]
         lines.append(f"| Grading sandbox, one submission ({r['workload']}) | sandboxed/plain time "
-                     f"{_iqr(r['ratio_sandboxed_to_plain'])}; +{r['overhead_seconds']['median']:.2f} s per submission | "
+                     f"{_iqr(r['ratio_sandboxed_to_plain'])}; {r['overhead_seconds']['median']:+.2f} s per submission | "
                      f"- | - | {_load(d)} |")
     d = results.get("memory")
     if d:
