@@ -29,6 +29,10 @@ os.makedirs(os.path.join(ROOT, "build", "nbgrader"), exist_ok=True)
 
 # Run every notebook in the kernel "python3", whatever kernelspec the learner's notebook names.
 c.Execute.kernel_name = "python3"
+# `course grade/check` run that kernel in the grading sandbox (course_lib/grading/sandbox.py: bubblewrap, no
+# network, no solutions/ or gradebook, resource limits) unless the instructor passed --no-sandbox.
+if os.environ.get("COURSE_SANDBOX") == "on":
+    c.Execute.kernel_manager_class = "course_lib.grading.sandbox.SandboxKernelManager"
 
 # Per-cell time limits during autograde, keyed by grade_id (cell metadata is editable by learners,
 # grade ids are checked against the gradebook). Cells not listed get DEFAULT_TIMEOUT seconds.

@@ -16,4 +16,5 @@ BENCHMARKS = {
     "memory": "benchmarks.training_memory",
     "notebooks": "benchmarks.notebook_times",
     "threads": "benchmarks.threads",
+    "sandbox": "benchmarks.sandbox_overhead",
 }

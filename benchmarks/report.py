@@ -103,6 +103,12 @@ def render(results: dict[str, dict]) -> str:
             lines.append(f"| {r['workload']}, {r['model']}, {r['condition']}: torch threads 2 vs 1 | time ratio "
                          f"{_iqr(r['ratio_2_to_1'])}; {sec['1 thread']['median']:.2f} s vs "
                          f"{sec['2 threads']['median']:.2f} s | - | - | {_load(d)} |")
+    d = results.get("sandbox")
+    if d:
+        r = d["results"][0]
+        lines.append(f"| Grading sandbox, one submission ({r['workload']}) | sandboxed/plain time "
+                     f"{_iqr(r['ratio_sandboxed_to_plain'])}; {r['overhead_seconds']['median']:+.2f} s per submission | "
+                     f"- | - | {_load(d)} |")
     d = results.get("memory")
     if d:
         lines += ["", f"**Training memory** (fp32, AdamW, batch {d['settings']['batch_size']} x "

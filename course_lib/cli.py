@@ -128,12 +128,13 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     grading = _grading()
-    return grading.grade(Path(args.submissions), csv_path=Path(args.csv) if args.csv else None, runtime=args.runtime)
+    return grading.grade(Path(args.submissions), csv_path=Path(args.csv) if args.csv else None, runtime=args.runtime,
+                         sandbox=not args.no_sandbox)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     grading = _grading()
-    return grading.check(args.assignments or None, runtime=args.runtime)
+    return grading.check(args.assignments or None, runtime=args.runtime, sandbox=not args.no_sandbox)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -166,6 +167,8 @@ def cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+NO_SANDBOX_HELP = ("run learner code WITHOUT the bubblewrap sandbox (it can then read solutions/ and the gradebook, "
+                   "and reach the network); only where bwrap cannot run, and said so in the output and the CSV")
 GRADING_RUNTIME_HELP = ("runtime of the grader's kernels (default: embedded, on the CPU and offline, so scores never "
                         "depend on the grader's hardware; gpu: the GPU runtime from the local model cache, own cell limits)")
 
@@ -191,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("submissions")
     g.add_argument("--csv", default=None, help="where to write the grades (default: build/grades.csv)")
     g.add_argument("--runtime", choices=("embedded", "gpu"), default="embedded", help=GRADING_RUNTIME_HELP)
+    g.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX_HELP)
     g.set_defaults(func=cmd_grade)
     c = sub.add_parser("check", help="prove every assignment grades right (solution full, release zero, wrong answers lose)")
     c.add_argument("assignments", nargs="*")
     c.add_argument("--runtime", choices=("embedded", "gpu"), default="embedded", help=GRADING_RUNTIME_HELP)
+    c.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX_HELP)
     c.set_defaults(func=cmd_check)
     pub = sub.add_parser("publish", help="write the learner edition (no solutions/, hidden tests, banks) into DEST")
     pub.add_argument("dest", help="an empty folder, or a clone of the learner repository with --force")

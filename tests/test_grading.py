@@ -257,8 +257,8 @@ def test_course_grade_and_check_pass_the_runtime(monkeypatch):
     from course_lib import cli, grading
 
     seen = []
-    monkeypatch.setattr(grading, "check", lambda names=None, runtime="embedded": seen.append(("check", runtime)) or 0)
-    monkeypatch.setattr(grading, "grade", lambda subs, csv_path=None, runtime="embedded": seen.append(("grade", runtime)) or 0)
+    monkeypatch.setattr(grading, "check", lambda names=None, runtime="embedded", **kw: seen.append(("check", runtime)) or 0)
+    monkeypatch.setattr(grading, "grade", lambda subs, csv_path=None, runtime="embedded", **kw: seen.append(("grade", runtime)) or 0)
     for argv in (["check", A], ["check", "--runtime", "gpu", A], ["grade", "subs"], ["grade", "subs", "--runtime", "gpu"]):
         args = cli.build_parser().parse_args(argv)
         assert args.func(args) == 0

@@ -5,7 +5,8 @@
 * :func:`publish` (``course publish DIR``): the learner edition, checked for leaks (see :mod:`.publishing`).
 * :func:`check` (``course check``): the proof that every assignment grades right (see :mod:`.checker`).
 
-Both ``grade`` and ``check`` pin the runtime first (``--runtime embedded``, the default: CPU, offline;
+Both ``grade`` and ``check`` run every kernel in the grading sandbox (:mod:`.sandbox`: bubblewrap, no network,
+no ``solutions/`` or gradebook, resource limits; ``--no-sandbox`` opts out, loudly), and pin the runtime first (``--runtime embedded``, the default: CPU, offline;
 ``--runtime gpu``: the GPU runtime with its own cell limits), see :func:`.config.grading_environment`.
 
 Modules: :mod:`.config` (loads and verifies ``nbgrader_config.py``, runs nbgrader), :mod:`.notebook`
@@ -22,12 +23,14 @@ def release(check: bool = False) -> int:
     return _release(check=check)
 
 
-def grade(submissions, csv_path=None, runtime: str = "embedded") -> int:
+def grade(submissions, csv_path=None, runtime: str = "embedded", sandbox: bool = True) -> int:
     from .config import pin_runtime, require_nbgrader
     require_nbgrader("course grade")
     from .grader import grade as _grade
+    from .sandbox import activate
 
     pin_runtime(runtime)  # before nbgrader_config.py is read: it sizes the cell limits by runtime
+    activate(sandbox, runtime)  # learner code runs in bubblewrap; refuses where it cannot, unless --no-sandbox
     return _grade(submissions, csv_path=csv_path)
 
 
@@ -38,11 +41,13 @@ def publish(dest, force: bool = False) -> int:
     return _publish(dest, force=force)
 
 
-def check(assignments=None, runtime: str = "embedded") -> int:
+def check(assignments=None, runtime: str = "embedded", sandbox: bool = True) -> int:
     from .config import require_nbgrader
     require_nbgrader("course check")
     from .checker import check as _check
     from .config import pin_runtime
+    from .sandbox import activate
 
     pin_runtime(runtime)
+    activate(sandbox, runtime)
     return _check(assignments)

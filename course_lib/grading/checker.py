@@ -135,7 +135,10 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
         if c.cell_type == "code":
             c.outputs, c.execution_count = [], None
     folder = cfg.root / "solutions" / assignment
-    client = NotebookClient(work, kernel_name="python3", allow_errors=True, shutdown_kernel="immediate",
+    from .sandbox import manager_class
+
+    client = NotebookClient(work, kernel_name="python3", kernel_manager_class=manager_class(),
+                            allow_errors=True, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(folder)}})
     with client.setup_kernel():
         for i, cell in enumerate(work.cells):

@@ -74,6 +74,8 @@ def run_steps(nb, steps: list[Step], cwd: Path, timeout_for: Callable[[object], 
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from .sandbox import manager_class
+
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -82,7 +84,8 @@ def run_steps(nb, steps: list[Step], cwd: Path, timeout_for: Callable[[object], 
     finished: list[tuple[int, str]] = []  # replayed after a kernel restart
     pending = list(steps)
     while pending:
-        client = NotebookClient(nb, kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=False,
+        client = NotebookClient(nb, kernel_name=kernel_name, kernel_manager_class=manager_class(),
+                                allow_errors=True, interrupt_on_timeout=False,
                                 startup_timeout=startup_timeout, shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}})
         with client.setup_kernel():
             for index, source in finished:

@@ -167,6 +167,10 @@ def grade(submissions, csv_path=None) -> int:
             print(f"   {o.student:<20} {o.score:5g}/{o.max_score:<5g}" if o.graded else f"   {o.student:<20} NOT GRADED",
                   ("; ".join(o.notes)) if o.notes else "", flush=True)
         outcomes += results
+    from .sandbox import UNSANDBOXED, enabled
+    if not enabled():
+        for o in outcomes:
+            o.notes.insert(0, UNSANDBOXED)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
