@@ -33,8 +33,21 @@ def _stats_dicts(x):
             yield from _stats_dicts(v)
 
 
+def _runnable() -> list[str]:
+    """Every benchmark, less the grading sandbox's where bubblewrap cannot run (CI installs it)."""
+    import warnings
+
+    from course_lib.grading import sandbox
+
+    why = sandbox.probe()
+    if why:
+        warnings.warn(f"benchmark 'sandbox' not run: {why}")
+    return sorted(n for n in BENCHMARKS if not (why and n == "sandbox"))
+
+
 def _quick_run(out):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=ROOT,
+    names = _runnable()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), "--only", *names], cwd=ROOT,
                           capture_output=True, text=True, timeout=900, env={**__import__("os").environ,
                                                                             "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, f"runner failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -51,7 +64,7 @@ def test_quick_run_writes_json_plots_and_a_report(tmp_path):
 
 
 def _check_schema(out, results):
-    assert set(results) == set(BENCHMARKS)
+    assert set(results) == set(_runnable())
     for name, d in results.items():
         assert list(d) == list(TOP_KEYS), f"{name}: top-level keys {list(d)}"
         assert d["benchmark"] == name and d["quick"] is True and d["schema_version"] == 1

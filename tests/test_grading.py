@@ -49,17 +49,17 @@ def _check(root: Path, stages):
     return check_assignment(load_config(root), A, stages=stages)
 
 
-def test_check_passes_for_the_warmup(capsys):
+def test_check_passes_for_the_warmup(capsys, sandbox_flags):
     from course_lib.cli import main
 
-    assert main(["check", A]) == 0, capsys.readouterr().out
+    assert main(["check", A, *sandbox_flags]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     for step in ("lint", "release is fresh", "autograde: solution 7/7, blank 0/7", "feedback",
                  "runs without nbgrader", "wrong answers lose their points"):
         assert step in out
 
 
-def test_config_error_is_loud(tmp_path, monkeypatch, capsys):
+def test_config_error_is_loud(tmp_path, monkeypatch, capsys, sandbox_flags):
     from course_lib.cli import main
 
     root = _course_copy(tmp_path, monkeypatch)
@@ -70,7 +70,7 @@ def test_config_error_is_loud(tmp_path, monkeypatch, capsys):
     assert "nbgrader_config.py raised RuntimeError: broken on purpose" in err and "How to fix" in err
     cfg.write_text(cfg.read_text().replace("raise RuntimeError('broken on purpose')", "")
                    .replace('COURSE_ID = "efficient-adaptation"', 'COURSE_ID = "other"'))
-    assert main(["check", A]) == 2
+    assert main(["check", A, *sandbox_flags]) == 2
     assert "sentinel" in capsys.readouterr().err
 
 
@@ -147,7 +147,7 @@ def test_lint_flags_test_cell_traps():
     assert any("(load_answer): has outputs" in p for p in problems), problems
 
 
-def test_grade_mixed_submissions(tmp_path, monkeypatch):
+def test_grade_mixed_submissions(tmp_path, monkeypatch, sandbox_flags):
     """Solution 7/7, blank 0/7, wrong answers + monkeypatch 2/7, interrupt-proof loop loses part 2 only."""
     from course_lib.cli import main
 
@@ -177,7 +177,7 @@ def test_grade_mixed_submissions(tmp_path, monkeypatch):
            count_answer="while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass")
     out_csv = tmp_path / "grades.csv"
     t0 = time.time()
-    assert main(["grade", str(tmp_path / "submissions"), "--csv", str(out_csv)]) == 0
+    assert main(["grade", str(tmp_path / "submissions"), "--csv", str(out_csv), *sandbox_flags]) == 0
     print(f"graded 4 submissions in {time.time() - t0:.0f} s")
     rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
     assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 2, "dan": 5}
@@ -192,13 +192,13 @@ def test_grade_mixed_submissions(tmp_path, monkeypatch):
     assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself
 
 
-def test_grade_reports_ungradable_submissions(tmp_path, monkeypatch, capsys):
+def test_grade_reports_ungradable_submissions(tmp_path, monkeypatch, capsys, sandbox_flags):
     from course_lib.cli import main
 
     _course_copy(tmp_path, monkeypatch)
     (tmp_path / "subs" / "eve" / "99_nope").mkdir(parents=True)
     (tmp_path / "subs" / "fay" / A).mkdir(parents=True)
-    assert main(["grade", str(tmp_path / "subs"), "--csv", str(tmp_path / "g.csv")]) == 1
+    assert main(["grade", str(tmp_path / "subs"), "--csv", str(tmp_path / "g.csv"), *sandbox_flags]) == 1
     err = capsys.readouterr().err
     assert "eve/99_nope: unknown assignment" in err
     assert f"fay/{A}: expected {A}.ipynb" in err and "no notebook" in err
