@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -141,18 +142,30 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return _grading().publish(Path(args.dest), force=args.force)
 
 
+def bench_command(args: argparse.Namespace) -> list[str]:
+    """The ``python -m benchmarks ...`` command line that ``course bench`` runs (``--out`` made absolute,
+    because the command runs in the course root, not in the caller's folder)."""
+    argv = [sys.executable, "-m", "benchmarks"]
+    if args.quick:
+        argv.append("--quick")
+    if args.only:
+        argv += ["--only", *args.only]
+    if args.out:
+        argv += ["--out", str(Path(args.out).resolve())]
+    return argv + ["--threads", str(args.threads)]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``python -m benchmarks`` in the course root as its own process: the benchmarks are a folder of
+    the repository, not part of the installed package, so ``course_lib`` never imports them."""
     from .project import course_root
 
     root = course_root()
-    if not (root / "benchmarks" / "runner.py").is_file():
-        raise CourseError(f"no benchmarks/ package under {root}.",
-                          "run `course bench` from a checkout of the course repository (benchmarks/ is not installed).")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from benchmarks.runner import run
-
-    return run(args)
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        raise CourseError(f"no benchmarks/ folder under {root} (the learner edition does not ship it).",
+                          "run `course bench` from a checkout of the course repository, where benchmarks/ sits "
+                          "next to course_lib/.")
+    return subprocess.run(bench_command(args), cwd=root).returncode
 
 
 def cmd_book(args: argparse.Namespace) -> int:

@@ -17,7 +17,8 @@ the same number of steps, batch size and data order, and records one row:
 =====================  ================================================================
 
 :func:`save_comparison` writes rows plus hardware and library versions as JSON.
-Sizes per method are :class:`MethodSettings`; learning rates :data:`LEARNING_RATES`.
+Sizes per method are :class:`MethodSettings`; learning rates and the test size come from the runtime
+(:meth:`course_lib.runtime.Runtime.learning_rate`, ``budget.capstone_eval_examples``).
 """
 from __future__ import annotations
 
@@ -35,16 +36,6 @@ from .methods.catalog import get_method
 
 METHODS = tuple(CATALOG)
 LABELS = {key: method.label for key, method in CATALOG.items()}
-
-#: Learning rates per runtime (AdamW, constant). Embedded: from short sweeps on the validation split of
-#: the review-verdicts task at the lecture budget (150 steps; seed 0 only); GPU: the usual orders of
-#: magnitude for ~100M-parameter models, not tuned.
-LEARNING_RATES = {
-    "embedded": {"full": 1e-3, "bitfit": 3e-2, "lora": 5e-3, "qlora": 5e-3, "prefix": 1e-1, "prompt": 3e-1,
-                 "adapter": 3e-2, "parallel_adapter": 1e-2, "mam": 1e-2},
-    "gpu": {"full": 3e-5, "bitfit": 1e-3, "lora": 1e-3, "qlora": 1e-3, "prefix": 1e-2, "prompt": 3e-2,
-            "adapter": 1e-3, "parallel_adapter": 1e-3, "mam": 3e-3},
-}
 
 
 @dataclass
@@ -135,11 +126,6 @@ def environment() -> dict:
     return info
 
 
-#: Test examples per method in the capstone: the embedded runtime tests on 100 to stay within the lecture's
-#: time budget; ``None`` takes the runtime's full evaluation budget.
-CAPSTONE_EVAL_EXAMPLES = {"embedded": 100, "gpu": None}
-
-
 @dataclass
 class Capstone:
     """The fixed part of the capstone: the model, task, training settings, test split and baseline.
@@ -169,8 +155,8 @@ class Capstone:
                 learning_rates: dict | None = None, seed: int = 0, measure_memory: bool = True,
                 progress: bool = True) -> "Capstone":
         """``steps``/``batch_size`` default to ``runtime.budget``, ``eval_examples`` to
-        :data:`CAPSTONE_EVAL_EXAMPLES`; ``model``/``tokenizer`` to ``load_model(runtime=runtime)``; ``task`` to
-        ``downstream_task(runtime)``; ``learning_rates`` override :data:`LEARNING_RATES` per method."""
+        ``runtime.budget.capstone_eval_examples``; ``model``/``tokenizer`` to ``load_model(runtime=runtime)``; ``task`` to
+        ``downstream_task(runtime)``; ``learning_rates`` override ``runtime.learning_rate(method)`` per method."""
         from .models import count_parameters, load_model
         from .runtime import get_runtime
         from .tasks import downstream_task
@@ -183,11 +169,11 @@ class Capstone:
             raise ConfigError("the capstone got a model but no tokenizer.", "pass tokenizer= as well.")
         task = task or downstream_task(rt)
         if eval_examples is None:
-            eval_examples = CAPSTONE_EVAL_EXAMPLES.get(rt.name)
+            eval_examples = rt.budget.capstone_eval_examples
         config = TrainConfig.from_runtime(rt, seed=seed, **{k: v for k, v in dict(
             steps=steps, batch_size=batch_size, eval_examples=eval_examples).items() if v is not None})
         test = task["test"][:config.eval_examples]
-        lrs = {**LEARNING_RATES["gpu" if rt.is_gpu else "embedded"], **(learning_rates or {})}
+        lrs = {**{m: rt.learning_rate(m) for m in METHODS}, **(learning_rates or {})}
         return cls(rt, model, tokenizer, task, config, test, lrs, count_parameters(model),
                    accuracy(model, tokenizer, task, test), settings or MethodSettings(), measure_memory, progress)
 

@@ -54,15 +54,11 @@ MODELS: dict[str, HubModel] = {m.key: m for m in (
              "memory and LoRA parameter arithmetic: GPT-3 (config only, GPT-2 architecture)"),
 )}
 
-#: What ``load_model()`` returns with no name, per runtime and purpose.
+#: What ``load_model()`` returns with no name, per runtime and purpose (read through
+#: :meth:`course_lib.runtime.Runtime.model_name`; the series compared across scale is on the runtime too).
 DEFAULTS = {
     "embedded": {"finetune": "embedded", "prompting": "embedded", "qlora": "embedded"},
     "gpu": {"finetune": "smollm2-135m", "prompting": "qwen2.5-0.5b-instruct", "qlora": "qwen2.5-0.5b"},
-}
-#: Models compared across scale, per runtime.
-SCALE_SERIES = {
-    "embedded": ("embedded-xs", "embedded-s", "embedded-m"),  # the shipped members (l: train it yourself)
-    "gpu": ("smollm2-135m", "smollm2-360m", "smollm2-1.7b"),
 }
 
 

@@ -17,7 +17,9 @@ The first ``select_runtime()`` also sets torch's CPU thread count from what the 
 ``select_runtime()`` chooses automatically: ``gpu`` when CUDA is present and the hub answers,
 ``embedded`` otherwise. Override with the argument ``select_runtime("embedded")`` or the
 environment variable ``COURSE_RUNTIME=embedded|gpu|auto``. The argument wins over the variable.
-Notebooks read the budget from the result: ``runtime.budget.train_steps`` and so on.
+Notebooks read everything that differs between runtimes from the result and never test which runtime it is:
+``runtime.budget.train_steps``, ``runtime.learning_rate("lora")``, ``runtime.train_steps("worked_sums")``,
+``runtime.scale_series()``, ``runtime.model_name("prompting")``, ``runtime.cost.watts`` and so on.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ import socket
 import threading
 from dataclasses import dataclass, replace
 
+from .embedded import DEFAULT_MEMBER, available_members
 from .errors import ConfigError, DeviceUnavailableError
+from .registry import default_model_for
 
 RUNTIMES = ("embedded", "gpu")
 ENV_VAR = "COURSE_RUNTIME"
@@ -41,11 +45,66 @@ class Budget:
     batch_size: int       # examples per step
     max_length: int       # tokens per example
     eval_examples: int    # examples per evaluation
+    capstone_eval_examples: int | None = None  # test examples per method in the capstone (None: eval_examples)
+    architecture_layers: int | None = None     # layers of a hub architecture built with random weights (None: all)
+    gsm8k_problems: int = 0                    # GSM8K test problems lecture 02 evaluates (0: none)
 
 
+#: Embedded: sized so each notebook runs in minutes on two CPU cores; the capstone tests each of its nine
+#: methods on 100 examples and SmolLM2-135M's architecture is built with 2 of its 30 layers (lecture 03's
+#: memory check) for the same reason; the embedded models cannot read word problems, so no GSM8K.
+#: GPU: sized for a 16 GB T4 on Colab; 872 is SST-2's whole validation split, a quarter of it for GSM8K.
 BUDGETS = {
-    "embedded": Budget(train_steps=150, batch_size=16, max_length=128, eval_examples=200),
-    "gpu": Budget(train_steps=600, batch_size=32, max_length=256, eval_examples=872),
+    "embedded": Budget(train_steps=150, batch_size=16, max_length=128, eval_examples=200,
+                       capstone_eval_examples=100, architecture_layers=2),
+    "gpu": Budget(train_steps=600, batch_size=32, max_length=256, eval_examples=872, gsm8k_problems=872 // 4),
+}
+
+#: Learning rates (AdamW, constant) per runtime and purpose: :meth:`Runtime.learning_rate`.
+#:
+#: * the nine methods of the capstone (``"full"``, ``"bitfit"``, ``"lora"``, ...). Embedded: from short sweeps
+#:   on the validation split of the review-verdicts task at the lecture budget (150 steps; seed 0 only);
+#:   GPU: the usual orders of magnitude for ~100M-parameter models, not tuned.
+#: * ``"few_shot"``: lecture 01 fine-tunes every weight on the k demonstrations of in-context learning.
+#: * ``"worked_sums"``: lecture 02 fine-tunes on worked sums (gentler on a hub model, which knows more).
+#: * ``"full_vs_bitfit"``: lecture 03's full fine-tuning; its BitFit run uses 20 times this rate and
+#:   pruning's retraining twice it.
+#: The lecture purposes are the values the lectures were written and run with, not swept.
+LEARNING_RATES = {
+    "embedded": {"full": 1e-3, "bitfit": 3e-2, "lora": 5e-3, "qlora": 5e-3, "prefix": 1e-1, "prompt": 3e-1,
+                 "adapter": 3e-2, "parallel_adapter": 1e-2, "mam": 1e-2,
+                 "few_shot": 1e-3, "worked_sums": 5e-4, "full_vs_bitfit": 5e-4},
+    "gpu": {"full": 3e-5, "bitfit": 1e-3, "lora": 1e-3, "qlora": 1e-3, "prefix": 1e-2, "prompt": 3e-2,
+            "adapter": 1e-3, "parallel_adapter": 1e-3, "mam": 3e-3,
+            "few_shot": 5e-5, "worked_sums": 1e-4, "full_vs_bitfit": 5e-5},
+}
+
+#: Optimiser steps per runtime and purpose where a run is shorter or longer than ``budget.train_steps``
+#: (:meth:`Runtime.train_steps`): lecture 02's fine-tuning on worked sums, the dense model exercise 03
+#: prunes, the QLoRA run of exercise 05. On the embedded runtime they keep each notebook within minutes.
+TRAIN_STEPS = {
+    "embedded": {"worked_sums": 100, "pruning_exercise": 100, "qlora_exercise": 60},
+    "gpu": {"worked_sums": 150},
+}
+
+#: Models compared across scale on the GPU runtime (the embedded runtime compares the members it ships).
+SCALE_SERIES = {"gpu": ("smollm2-135m", "smollm2-360m", "smollm2-1.7b")}
+
+
+@dataclass(frozen=True)
+class DeviceCost:
+    """Assumptions for turning training time into energy and money (lecture 03), with their source."""
+
+    watts: float                  # power drawn while training
+    price_per_device_hour: float  # rental price of one device for an hour
+    source: str
+
+
+COSTS = {
+    "embedded": DeviceCost(65, 0.05, "65 W: the rated power (TDP) of a common desktop CPU; 0.05 per hour: "
+                                     "an order of magnitude for one rented CPU core-hour. Assumptions, not measured."),
+    "gpu": DeviceCost(700, 2.5, "700 W: the maximum power of an H100 SXM (NVIDIA's datasheet); 2.5 per hour: an "
+                                "order of magnitude for renting one data-centre GPU. Assumptions, not measured."),
 }
 
 
@@ -67,8 +126,41 @@ class Runtime:
     @property
     def default_model(self) -> str:
         """The model ``load_model()`` returns when no name is given."""
-        from .registry import default_model_for
-        return default_model_for(self.name)
+        return self.model_name()
+
+    def model_name(self, purpose: str = "finetune") -> str:
+        """The name ``load_model(purpose=purpose)`` loads on this runtime: ``"embedded-m"`` (the default member)
+        on the embedded runtime, a registry key such as ``"qwen2.5-0.5b-instruct"`` on the GPU runtime."""
+        name = default_model_for(self.name, purpose)
+        return f"embedded-{DEFAULT_MEMBER}" if name == "embedded" else name
+
+    def scale_series(self, include_largest: bool = True) -> list[str]:
+        """The models compared across scale, smallest first: the shipped members of the embedded family
+        (``embedded-xs``, ``-s``, ``-m``; ``-l`` once trained) or :data:`SCALE_SERIES` on the GPU runtime.
+
+        ``include_largest=False`` leaves out the largest hub model (SmolLM2-1.7B: full fine-tuning needs
+        27 GB of states, ``memory.estimate_training_memory``, over a 16 GB T4); every embedded member is kept."""
+        if self.name != "gpu":
+            return [f"embedded-{m}" for m in available_members()]
+        series = list(SCALE_SERIES["gpu"])
+        return series if include_largest else series[:-1]
+
+    def learning_rate(self, purpose: str) -> float:
+        """The learning rate for ``purpose``: a method of the capstone or a lecture's run (:data:`LEARNING_RATES`)."""
+        rates = LEARNING_RATES[self.name]
+        if purpose not in rates:
+            raise ConfigError(f"no learning rate for {purpose!r} on the {self.name} runtime.",
+                              f"use one of {', '.join(rates)}, or pass lr= yourself.")
+        return rates[purpose]
+
+    def train_steps(self, purpose: str | None = None) -> int:
+        """Optimiser steps for ``purpose`` (:data:`TRAIN_STEPS`); ``budget.train_steps`` when none is set."""
+        return TRAIN_STEPS[self.name].get(purpose, self.budget.train_steps)
+
+    @property
+    def cost(self) -> DeviceCost:
+        """Power and rental price assumed for this runtime's device (:data:`COSTS`)."""
+        return COSTS[self.name]
 
     def __str__(self) -> str:
         b = self.budget

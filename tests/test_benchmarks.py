@@ -149,3 +149,31 @@ def test_course_bench_subcommand_is_wired():
     args = build_parser().parse_args(["bench", "--quick", "--only", "nf4", "--out", "x"])
     assert args.quick and args.only == ["nf4"] and args.out == "x" and args.threads == 1
     assert args.func.__name__ == "cmd_bench"
+
+
+def test_course_bench_runs_the_benchmarks_folder_as_a_process(tmp_path, monkeypatch):
+    """`course bench` runs `python -m benchmarks` in the course root (no sys.path change), passing its arguments."""
+    from course_lib import cli, project
+
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "__main__.py").write_text(
+        "import os, sys\nopen('argv.txt', 'w').write(os.getcwd() + '|' + ' '.join(sys.argv[1:]))\nsys.exit(3)\n")
+    monkeypatch.setattr(project, "course_root", lambda: tmp_path)
+    monkeypatch.chdir(tmp_path.parent)
+    path_before = list(sys.path)
+    args = cli.build_parser().parse_args(["bench", "--quick", "--only", "nf4", "memory", "--out", "res"])
+    assert args.func(args) == 3  # the benchmarks' exit status comes back
+    cwd, argv = (tmp_path / "argv.txt").read_text().split("|")
+    assert Path(cwd) == tmp_path and sys.path == path_before
+    assert argv == f"--quick --only nf4 memory --out {tmp_path.parent / 'res'} --threads 1"
+
+
+def test_course_bench_without_the_benchmarks_folder_says_so(tmp_path, monkeypatch):
+    from course_lib import cli, project
+    from course_lib.errors import CourseError
+
+    monkeypatch.setattr(project, "course_root", lambda: tmp_path)
+    args = cli.build_parser().parse_args(["bench", "--quick"])
+    with pytest.raises(CourseError, match="no benchmarks/ folder") as err:
+        args.func(args)
+    assert "checkout of the course repository" in str(err.value)

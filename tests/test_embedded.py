@@ -7,7 +7,8 @@ import re
 import pytest
 import torch
 
-from course_lib.embedded import DEFAULT_MEMBER, MEMBERS, available_members, corpus, evaluate, member_dir
+from course_lib import family_eval
+from course_lib.embedded import DEFAULT_MEMBER, MEMBERS, available_members, corpus, member_dir
 
 
 # ----------------------------------------------------------------------------- corpus and word list
@@ -60,11 +61,8 @@ def test_downstream_task_is_absent_from_pretraining():
 
 # ----------------------------------------------------------------------------- shipped members
 def test_at_least_three_members_ship_and_the_default_is_one_of_them():
-    from course_lib.registry import SCALE_SERIES
-
     shipped = available_members()
     assert len(shipped) >= 3 and DEFAULT_MEMBER in shipped, shipped
-    assert list(SCALE_SERIES["embedded"]) == [f"embedded-{m}" for m in shipped], "the scale series is what ships"
     sizes = {}
     for m in shipped:
         d = member_dir(m)
@@ -139,24 +137,24 @@ def test_evaluation_functions_on_the_smallest_member():
     from course_lib.models import load_model
 
     model, tok = load_model("embedded-" + available_members()[0])
-    curve = evaluate.few_shot_curve(model, tok, ks=(0, 2), n=4, tasks=["reverse", "uppercase"], progress=False)
+    curve = family_eval.few_shot_curve(model, tok, ks=(0, 2), n=4, tasks=["reverse", "uppercase"], progress=False)
     assert set(curve["per_task"]) == {"reverse", "uppercase"} and set(curve["mean"]) == {"0", "2"}
     assert all(0 <= v <= 1 for t in curve["per_task"].values() for v in t.values())
-    add = evaluate.addition(model, tok, digits=(2,), n=4, progress=False)
+    add = family_eval.addition(model, tok, digits=(2,), n=4, progress=False)
     assert set(add["digits"]["2"]) == {"direct", "scratchpad", "gap"}
     assert add["digits"]["2"]["gap"] == pytest.approx(add["digits"]["2"]["scratchpad"] - add["digits"]["2"]["direct"])
-    fit = evaluate.fit_pairs(model, tok, n=4, progress=False)
-    labels = evaluate.label_mapping(model, tok, ks=(0,), n=4, progress=False)
-    ppl = evaluate.heldout_perplexity(model, tok, n_docs=4, progress=False)
+    fit = family_eval.fit_pairs(model, tok, n=4, progress=False)
+    labels = family_eval.label_mapping(model, tok, ks=(0,), n=4, progress=False)
+    ppl = family_eval.heldout_perplexity(model, tok, n_docs=4, progress=False)
     assert fit and labels["accuracy"] and ppl["perplexity"] > 1
     assert ppl["perplexity"] == pytest.approx(torch.tensor(ppl["loss"]).exp().item(), rel=1e-3)
     with pytest.raises(ValueError, match="positive integer"):
-        evaluate.few_shot_curve(model, tok, n=0)
+        family_eval.few_shot_curve(model, tok, n=0)
 
 
 def test_items_are_held_out_and_comparable_across_k():
-    p0, t0 = evaluate.transform_items("reverse", 0, 10)
-    p4, t4 = evaluate.transform_items("reverse", 4, 10)
+    p0, t0 = family_eval.transform_items("reverse", 0, 10)
+    p4, t4 = family_eval.transform_items("reverse", 4, 10)
     assert t0 == t4, "the same queries for every k"
     held = set(corpus.heldout_words())
     assert all(p.rsplit("\n", 1)[-1].split(" =>")[0] in held for p in p4)
@@ -164,20 +162,20 @@ def test_items_are_held_out_and_comparable_across_k():
 
 
 def test_scaling_table_and_targets_from_the_shipped_evaluations():
-    evals = evaluate.load_evaluations()
+    evals = family_eval.load_evaluations()
     assert set(evals) == set(available_members())
-    table = evaluate.scaling_table(evals)
+    table = family_eval.scaling_table(evals)
     assert table["order"] == available_members()
     targets = evals[DEFAULT_MEMBER]["targets"]
-    assert targets == evaluate.check_targets(evals[DEFAULT_MEMBER])
+    assert targets == family_eval.check_targets(evals[DEFAULT_MEMBER])
 
 
 def test_the_default_member_clears_its_recorded_floor(embedded):
     """A regression test on a small held-out sample (n=40 per cell): within 0.15 of the shipped numbers."""
     model, tok = embedded
     recorded = json.loads((member_dir(DEFAULT_MEMBER) / "evaluation.json").read_text())
-    curve = evaluate.few_shot_curve(model, tok, ks=(0, 8), n=40, seed=1, progress=False)
+    curve = family_eval.few_shot_curve(model, tok, ks=(0, 8), n=40, seed=1, progress=False)
     assert curve["mean"]["8"] >= recorded["few_shot"]["mean"]["8"] - 0.15, curve["mean"]
     assert curve["mean"]["8"] - curve["mean"]["0"] >= 0.45, curve["mean"]
-    add = evaluate.addition(model, tok, digits=(2,), n=40, seed=1, progress=False)["digits"]["2"]
+    add = family_eval.addition(model, tok, digits=(2,), n=40, seed=1, progress=False)["digits"]["2"]
     assert add["gap"] >= recorded["addition"]["digits"]["2"]["gap"] - 0.2, add

@@ -4,7 +4,7 @@
 
 The card is generated from the member's ``training.json`` (written by
 :mod:`course_lib.embedded.train`) and ``evaluation.json`` (written by
-:mod:`course_lib.embedded.evaluate`); every number in it comes from those files.
+:mod:`course_lib.family_eval`); every number in it comes from those files.
 """
 from __future__ import annotations
 
@@ -135,10 +135,10 @@ def render(training: dict, evaluation: dict | None) -> str:
     if evaluation:
         note = " (quick run: few items per cell, indicative only)" if evaluation.get("quick") else ""
         lines += [f"All items are held out from pretraining and fixed by seed {evaluation.get('seed', 0)}; produced by "
-                  f"`python -m course_lib.embedded.evaluate --size {size}`{note} on {evaluation.get('device', 'cpu')} "
+                  f"`python -m course_lib.family_eval --size {size}`{note} on {evaluation.get('device', 'cpu')} "
                   f"in {evaluation.get('seconds', '?')} s.", "", _evaluation_section(evaluation), ""]
     else:
-        lines += ["Not evaluated yet: run `python -m course_lib.embedded.evaluate --size " + size + "`.", ""]
+        lines += ["Not evaluated yet: run `python -m course_lib.family_eval --size " + size + "`.", ""]
     lines += [
         "## Intended use",
         "",

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..devices import to_device
 from ..errors import ConfigError
 from .targets import find_targets, is_linear, linear_names, linear_shape, set_module
 
@@ -399,8 +400,6 @@ def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int =
     """
     import statistics
     import time
-
-    from ..training import to_device
 
     times = {name: [] for name in models}
     placed = {name: to_device(inputs, model) for name, model in models.items()}

@@ -1,7 +1,7 @@
-"""Plots of the embedded family's evaluations (:mod:`course_lib.embedded.evaluate`).
+"""Plots of the embedded family's evaluations (:mod:`course_lib.family_eval`).
 
 Every function takes the plain dicts the evaluation returns (or ``{size: evaluation}`` for several
-members, as :func:`course_lib.embedded.evaluate.load_evaluations` gives), draws on ``ax`` (a new
+members, as :func:`course_lib.family_eval.load_evaluations` gives), draws on ``ax`` (a new
 figure if ``None``) and returns the axes. Accuracies are plotted as percentages.
 """
 from __future__ import annotations

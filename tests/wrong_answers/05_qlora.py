@@ -143,7 +143,7 @@ def add_qlora(model, r, lora_alpha):
 '''
 
 
-_QTRAIN = '''QLORA_STEPS = 60 if not runtime.is_gpu else runtime.budget.train_steps
+_QTRAIN = '''QLORA_STEPS = runtime.train_steps("qlora_exercise")
 torch.manual_seed(0)
 {body}
 qlora_accuracy = training.accuracy(qlora_model, tokenizer, task, val)

@@ -1,6 +1,9 @@
 """Evaluate members of the embedded family: the tables and curves lectures 01-04 show.
 
-    python -m course_lib.embedded.evaluate --size m [--quick]
+An experiment over the models, not model-family code: it sits above :mod:`course_lib.embedded`
+(and :mod:`course_lib.prompting`, :mod:`course_lib.training`), which never import it.
+
+    python -m course_lib.family_eval --size m [--quick]
 
 writes ``course_lib/embedded/models/<size>/evaluation.json``. Every evaluation item is built from
 material pretraining never saw (held-out words, fresh random numbers, a corpus seed the training
@@ -19,7 +22,7 @@ stream never used) and with a fixed seed, so the numbers reproduce on CPU. Built
   same architecture randomly initialised: steps to reach a validation accuracy.
 
 Why one module of this length: every table of the model cards comes from here, with one command
-(``python -m course_lib.embedded.evaluate``); each evaluation is a short function over the same model.
+(``python -m course_lib.family_eval``); each evaluation is a short function over the same model.
 """
 from __future__ import annotations
 
@@ -29,9 +32,9 @@ import random
 import time
 from pathlib import Path
 
-from .. import prompting
-from ..errors import ConfigError
-from . import corpus
+from . import prompting
+from .errors import ConfigError
+from .embedded import MEMBERS, corpus, member_dir
 
 #: Corpus seed for held-out documents. Training draws its stream from ``random.Random(seed + 1)``
 #: (seed 0 -> 1) and validates on ``corpus(64, seed=999)``; this seed is neither.
@@ -272,7 +275,7 @@ def heldout_perplexity(model, tokenizer, *, n_docs: int = 256, seed: int = HELDO
 
     import torch
 
-    from .train import batch_from_documents
+    from .embedded.train import batch_from_documents
 
     if seed in (1, 999):
         raise ConfigError(f"corpus seed {seed} is used by training (1: the training stream, 999: validation).",
@@ -350,8 +353,6 @@ def scaling_table(evaluations: dict) -> dict:
 
 def load_evaluations(sizes=None) -> dict:
     """``{size: evaluation dict}`` read from the shipped ``evaluation.json`` files."""
-    from . import MEMBERS, member_dir
-
     out = {}
     for size in sizes or MEMBERS:
         try:
@@ -366,8 +367,7 @@ def load_evaluations(sizes=None) -> dict:
 def evaluate_member(size: str = "m", *, quick: bool = False, seed: int = 0, device: str = "cpu",
                     save: bool = True, progress: bool = True) -> dict:
     """Load ``embedded-<size>``, evaluate it, and (``save``) write ``evaluation.json`` next to its weights."""
-    from ..models import count_parameters, load_model
-    from . import member_dir
+    from .models import count_parameters, load_model
 
     t0 = time.time()
     model, tok = load_model(f"embedded-{size}", device=device)
@@ -397,9 +397,9 @@ def adaptation_speed(size: str = "m", *, target: float = 0.9, max_steps: int = 3
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from .. import training
-    from ..models import load_model
-    from ..tasks import review_verdicts
+    from . import training
+    from .models import load_model
+    from .tasks import review_verdicts
 
     task = review_verdicts()
     val = task["validation"][:eval_examples]

@@ -1,0 +1,109 @@
+"""The import graph of ``course_lib`` reads top-down: no module imports a module of a higher layer.
+
+The rule: every module of ``course_lib`` belongs to one layer of :data:`LAYERS` (a sub-package such as
+``methods/``, ``embedded/``, ``plotting/`` or ``grading/`` counts as one module); a module may import
+modules of its own layer or of lower layers, never of a higher one. Imports inside functions count as
+much as those at the top of a module (a lazy import hides an arrow, it does not remove it). From the
+bottom:
+
+1. foundations: the package itself (its version), ``errors``, ``threads``, ``project``, ``precision``,
+   ``devices``; data folders (``configs``, ``data``)
+2. what exists: the embedded model family (``embedded``) and the hub tables (``registry``)
+3. where it runs: ``runtime``
+4. the methods, one module each (``methods``): they act on any ``nn.Module``
+5. loading models and tasks: ``models``, ``tasks``, ``standins``
+6. measuring a model: ``scoring``, ``generation``, ``memory``
+7. ``training``
+8. experiments: ``prompting``, ``reasoning``, ``comparison``, ``family_eval``
+9. showing: ``plotting``, ``widgets``, ``show``
+10. the course around the library: ``authoring``, ``notebooks``, ``lab``, ``colab``, ``grading``, ``book``,
+    ``cli``
+
+A module that fits no layer (a new one) fails the test until it is placed here.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "course_lib"
+
+LAYERS = (
+    {"", "errors", "threads", "project", "precision", "devices", "configs", "data"},
+    {"embedded", "registry"},
+    {"runtime"},
+    {"methods"},
+    {"models", "tasks", "standins"},
+    {"scoring", "generation", "memory"},
+    {"training"},
+    {"prompting", "reasoning", "comparison", "family_eval"},
+    {"plotting", "widgets", "show"},
+    {"authoring", "notebooks", "lab", "colab", "grading", "book", "cli"},
+)
+LAYER = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
+
+
+def unit_of(module: str) -> str:
+    """``course_lib.methods.lora`` -> ``methods``; ``course_lib`` (the package itself) -> ``""``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """Every ``course_lib`` module that ``path`` imports, anywhere in the file: ``(line, module)``.
+    ``from . import x`` yields ``course_lib.x``, since x may be a module."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "course_lib"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] != "course_lib":
+                continue
+            found.append((node.lineno, module))
+            if module == "course_lib":  # from . import x: x is a module or a name of the package itself
+                found += [(node.lineno, f"course_lib.{a.name}") for a in node.names
+                          if (PACKAGE / a.name).is_dir() or (PACKAGE / f"{a.name}.py").is_file()]
+    return found
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    units = {unit_of(module_name(p)) for p in SOURCES}
+    assert len(units) > 20, units  # the walk found the package
+    assert units <= set(LAYER), f"place these in LAYERS (and the docstring): {sorted(units - set(LAYER))}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_imports_a_higher_layer(path):
+    unit = unit_of(module_name(path))
+    upward = [f"line {line}: {module} (layer {LAYER[unit_of(module)] + 1}, above {unit or 'course_lib'}'s "
+              f"{LAYER[unit] + 1})" for line, module in imported_modules(path)
+              if unit_of(module) in LAYER and LAYER[unit_of(module)] > LAYER.get(unit, len(LAYERS))]
+    assert not upward, f"{path.relative_to(PACKAGE)} imports upward: " + "; ".join(upward)
+
+
+def test_the_import_parser_sees_relative_and_lazy_imports(tmp_path, monkeypatch):
+    """The parser itself: a relative import inside a function, two levels up, is seen (the test could not fail
+    otherwise)."""
+    fake = tmp_path / "course_lib"
+    (fake / "methods").mkdir(parents=True)
+    (fake / "methods" / "lora.py").write_text("def f():\n    from ..training import to_device\n")
+    (fake / "training.py").write_text("")
+    monkeypatch.setattr(f"{__name__}.PACKAGE", fake)
+    assert imported_modules(fake / "methods" / "lora.py") == [(2, "course_lib.training")]
