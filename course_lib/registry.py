@@ -1,7 +1,8 @@
 """The models and datasets the course uses, in one table each.
 
 ``MODELS`` lists the hub models of the GPU runtime (and the large configurations the memory
-lectures reason about); ``DATASETS`` the hub datasets. A renamed hub id is a one-line fix here.
+lectures reason about; the rows are data, in ``course_lib/data/hub_models.json``); ``DATASETS`` the
+hub datasets. A renamed hub id is a one-line fix here.
 Each model also ships its hyperparameters (``course_lib/configs/<key>.json``, no weights), so the
 course can build an *architecture-true* model with random weights offline, for memory and speed
 work, or on the ``meta`` device to count the parameters of a 72B model without allocating it.
@@ -29,30 +30,10 @@ class HubModel:
     instruct: bool = False  # instruction-tuned: prompted as a conversation through its chat template
 
 
-MODELS: dict[str, HubModel] = {m.key: m for m in (
-    HubModel("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", 135e6, "apache-2.0", 4,
-             "fine-tuning exercises: LoRA, adapters, prefix and prompt tuning, the capstone"),
-    HubModel("smollm2-360m", "HuggingFaceTB/SmolLM2-360M", 362e6, "apache-2.0", 6,
-             "scale comparisons (few-shot and prompt tuning against size)"),
-    HubModel("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B", 1.71e9, "apache-2.0", 16,
-             "scale comparisons: the largest model of the family"),
-    HubModel("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", 494e6, "apache-2.0", 4,
-             "prompting, instructions and chain-of-thought", instruct=True),
-    HubModel("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", 494e6, "apache-2.0", 4,
-             "QLoRA (4-bit base) and memory measurements"),
-    HubModel("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", 1.54e9, "apache-2.0", 8,
-             "QLoRA on a larger base"),
-    HubModel("gpt2", "openai-community/gpt2", 124e6, "mit", 2,
-             "GPT-2 style zero-shot by continuation; LoRA on Conv1D layers"),
-    HubModel("llama-2-7b", "meta-llama/Llama-2-7b-hf", 6.74e9, "llama2 (gated)", 16,
-             "memory arithmetic: the notes' 7B example (config only)"),
-    HubModel("llama-65b", "huggyllama/llama-65b", 65.3e9, "llama (non-commercial)", 48,
-             "memory arithmetic: the QLoRA paper's 65B example (config only)"),
-    HubModel("qwen2-72b", "Qwen/Qwen2-72B", 72.7e9, "tongyi-qianwen", 160,
-             "memory arithmetic: the notes' 72B example (config only)"),
-    HubModel("gpt3-175b", None, 175e9, "not released", 350,
-             "memory and LoRA parameter arithmetic: GPT-3 (config only, GPT-2 architecture)"),
-)}
+#: The hub models, read from ``course_lib/data/hub_models.json`` (one row per model, the fields of
+#: :class:`HubModel`): a renamed hub id or a new model is a one-line change there.
+MODELS: dict[str, HubModel] = {row["key"]: HubModel(**row) for row in
+                               json.loads(files("course_lib.data").joinpath("hub_models.json").read_text())}
 
 #: What ``load_model()`` returns with no name, per runtime and purpose (read through
 #: :meth:`course_lib.runtime.Runtime.model_name`; the series compared across scale is on the runtime too).

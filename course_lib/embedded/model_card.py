@@ -25,47 +25,56 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _section(title: str, text: str, header: list[str] | None = None, rows: list[list] | None = None) -> str:
+    """A ``###`` section: its title, a paragraph, and a table when ``header`` is given."""
+    return f"### {title}\n\n{text}" + (f"\n\n{_table(header, rows)}" if header else "")
+
+
 def _evaluation_section(ev: dict) -> str:
     parts = []
     fs = ev["few_shot"]
     ks = fs["ks"]
     rows = [[task] + [_pct(curve[str(k)]) for k in ks] for task, curve in fs["per_task"].items()]
     rows.append(["**mean**"] + [f"**{_pct(fs['mean'][str(k)])}**" for k in ks])
-    parts.append(f"### Word transforms: exact match against k demonstrations\n\nHeld-out words (never in the "
-                 f"corpus), {fs['n_per_cell']} items per cell, greedy decoding, prompt `input => output` lines."
-                 f"\n\n" + _table(["transform"] + [f"k={k}" for k in ks], rows))
+    parts.append(_section("Word transforms: exact match against k demonstrations",
+                          f"Held-out words (never in the corpus), {fs['n_per_cell']} items per cell, greedy decoding, "
+                          "prompt `input => output` lines.", ["transform"] + [f"k={k}" for k in ks], rows))
     ins = ev.get("instruction")
     if ins:
-        rows = [[c, _pct(ins["mean"][c])] for c in ins["conditions"]]
-        parts.append(f"### Instruction (`task: <name>` header) vs demonstrations\n\nMean over the word transforms, "
-                     f"{ins['n_per_cell']} items per transform and condition.\n\n" + _table(["prompt", "accuracy"], rows))
+        parts.append(_section("Instruction (`task: <name>` header) vs demonstrations",
+                              f"Mean over the word transforms, {ins['n_per_cell']} items per transform and condition.",
+                              ["prompt", "accuracy"], [[c, _pct(ins["mean"][c])] for c in ins["conditions"]]))
     add = ev["addition"]
     rows = [[d, _pct(r["direct"]), _pct(r["scratchpad"]), f"{100 * r['gap']:+.1f} points"]
             for d, r in add["digits"].items()]
-    parts.append(f"### Addition: direct answer vs scratchpad\n\nTwo random d-digit numbers, {add['shots']} worked "
-                 f"examples in the prompt, {add['n_per_cell']} items per cell, exact match of the sum.\n\n"
-                 + _table(["digits", "direct", "scratchpad", "gain"], rows))
+    parts.append(_section("Addition: direct answer vs scratchpad",
+                          f"Two random d-digit numbers, {add['shots']} worked examples in the prompt, "
+                          f"{add['n_per_cell']} items per cell, exact match of the sum.",
+                          ["digits", "direct", "scratchpad", "gain"], rows))
     fit = ev.get("fit")
     if fit:
-        parts.append(f"### Winograd-style pairs (`the X did not fit in the Y because the ...`)\n\nThe sentence with "
-                     f"the higher probability is chosen, {fit['n']} pairs: {_pct(fit['accuracy_sum'])} (summed "
-                     f"log-likelihood), {_pct(fit['accuracy_per_token'])} (per-token mean). Chance is 50%.")
+        parts.append(_section("Winograd-style pairs (`the X did not fit in the Y because the ...`)",
+                              f"The sentence with the higher probability is chosen, {fit['n']} pairs: "
+                              f"{_pct(fit['accuracy_sum'])} (summed log-likelihood), {_pct(fit['accuracy_per_token'])} "
+                              "(per-token mean). Chance is 50%."))
     lab = ev.get("labels")
     if lab:
-        ks_l = lab["ks"]
-        rows = [[name] + [_pct(c[str(k)]) for k in ks_l] for name, c in lab["accuracy"].items()]
-        parts.append(f"### In-context sentiment with different label words\n\n{lab['n_per_cell']} items per cell, "
-                     f"label words scored as options (chance 50%).\n\n" + _table(["labels"] + [f"k={k}" for k in ks_l], rows))
+        parts.append(_section("In-context sentiment with different label words",
+                              f"{lab['n_per_cell']} items per cell, label words scored as options (chance 50%).",
+                              ["labels"] + [f"k={k}" for k in lab["ks"]],
+                              [[name] + [_pct(c[str(k)]) for k in lab["ks"]] for name, c in lab["accuracy"].items()]))
     ppl = ev.get("perplexity")
     if ppl:
-        parts.append(f"### Held-out perplexity\n\n{ppl['n_docs']} fresh corpus documents (seed {ppl['seed']}, never "
-                     f"used in training), {ppl['tokens']} characters: loss {ppl['loss']:.3f} nats/char, perplexity "
-                     f"{ppl['perplexity']:.3f}, {ppl['bits_per_char']:.3f} bits/char.")
+        parts.append(_section("Held-out perplexity",
+                              f"{ppl['n_docs']} fresh corpus documents (seed {ppl['seed']}, never used in training), "
+                              f"{ppl['tokens']} characters: loss {ppl['loss']:.3f} nats/char, perplexity "
+                              f"{ppl['perplexity']:.3f}, {ppl['bits_per_char']:.3f} bits/char."))
     targets = ev.get("targets")
     if targets:
-        rows = [[name, t["value"], "yes" if t["met"] else "**no**"] for name, t in targets.items()]
-        parts.append("### The family's targets\n\nSet for the default member (`embedded-m`); shown for every member "
-                     "so the sizes compare.\n\n" + _table(["target", "measured", "met"], rows))
+        parts.append(_section("The family's targets",
+                              "Set for the default member (`embedded-m`); shown for every member so the sizes compare.",
+                              ["target", "measured", "met"],
+                              [[name, t["value"], "yes" if t["met"] else "**no**"] for name, t in targets.items()]))
     ad = ev.get("adaptation_speed")
     if ad:
         s = ad["summary"]
