@@ -89,19 +89,22 @@ def report(*findings: Finding, title: str = "") -> Report:
     return Report(tuple(findings), title)
 
 
-def show(*findings: Finding, title: str = "") -> Report:
-    """Display the findings as Markdown (IPython) or print them (a plain interpreter); returns the report."""
+def show(*findings: Finding, title: str = "") -> None:
+    """Display the findings as Markdown (IPython) or print them (a plain interpreter).
+
+    Returns nothing, so a notebook cell that ends with ``show(...)`` renders the findings once; use
+    :func:`report` to keep them as an object.
+    """
     rep = report(*findings, title=title)
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display
         if get_ipython() is not None:
             display(Markdown(rep.text))
-            return rep
+            return
     except ImportError:
         pass
     print(rep.text)
-    return rep
 
 
 # --- conditions on measured numbers ---------------------------------------------------------------
