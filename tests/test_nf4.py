@@ -159,10 +159,17 @@ def test_double_quant_state_agrees_with_bnb():
     assert torch.equal(packed, q.reshape(-1))  # the 4-bit codes do not depend on the scales' storage
     assert torch.allclose(state.offset, st.offset, rtol=0, atol=0)
     assert torch.equal(state.absmax2, st.state2.absmax)
+    # The 8-bit codes of the scales: not byte for byte. bitsandbytes' CPU kernel does not always pick the
+    # nearest level of its dynamic map (about 0.2% of the codes differ); ours does, checked code by code.
     agreement = (state.absmax == st.absmax).float().mean().item()
-    assert agreement >= 0.995, agreement  # bnb's CPU kernel breaks ~0.15% of near-ties differently
+    assert 0.995 <= agreement < 1.0, agreement
     deq_scales = nf4.dequantize_absmax(state)
     true_scales = w.view(-1, 64).abs().amax(1)
+    x = ((true_scales - state.offset).view(-1, 256) / state.absmax2[:, None]).reshape(-1)
+    table, ours, theirs = nf4.dynamic_map(), state.absmax.long(), st.absmax.long()
+    assert bool(((table[ours] - x).abs() <= (table - x[:, None]).abs().min(1).values + 1e-7).all())  # ours: nearest
+    differ = ours != theirs
+    assert bool(((table[ours] - x).abs() < (table[theirs] - x).abs())[differ].all())
     assert (deq_scales - true_scales).abs().max() < 0.01 * true_scales.max()
 
 

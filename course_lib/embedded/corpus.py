@@ -8,7 +8,8 @@ Task families (``FAMILIES``):
 
 ``transform``
     GPT-3's word-manipulation tasks over a curated word list: ``reverse`` (reversed words),
-    ``cycle`` (cycle letters), ``clean`` (remove randomly inserted symbols: GPT-3's random
+    ``cycle`` (a fixed, simplified cycle letters: ``apple => pplea``; GPT-3's task, Brown et al. 2020
+    section 3.9.2, recovers the word from a rotation by an unknown amount, ``pleap => apple``), ``clean`` (remove randomly inserted symbols: GPT-3's random
     insertion), ``first letter``, ``last letter``, ``uppercase``, ``double``. Lines read
     ``input => output``. Held-out words (``HELDOUT_WORDS``) never occur in the corpus.
 ``sentiment``

@@ -191,7 +191,8 @@ class AdapterFusion(nn.Module):
         w_n = softmax_n( (Q h) · (K z_n) / sqrt(d) ),      out = Σ_n w_n V z_n
 
     Q and K start random; V starts as the identity, so fusion starts as a mixture of the adapters'
-    outputs. The paper anneals a softmax temperature; we use the 1/sqrt(d) of dot-product attention.
+    outputs. The 1/sqrt(d) is the course's choice (from dot-product attention); the paper's scores
+    ``softmax(h^T Q (x) z^T K)`` (Pfeiffer et al. 2021a, section 3.2) have no such factor.
     ``last_weights`` keeps the latest mixture weights ``(..., N)`` for inspection.
     """
 

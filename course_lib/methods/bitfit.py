@@ -5,8 +5,10 @@
 model, SmolLM2, Llama 2) have **no biases** (``attention_bias=False``, ``mlp_bias=False``), so
 BitFit as published has nothing to train. The course's decision: ``add_missing_biases=True``
 (the default) gives every targeted linear layer without a bias a new bias initialised to zero,
-which leaves the model's function unchanged at initialisation (BitFit's parameter set on BERT:
-one bias vector per projection). The alternative ``train_norms=True`` also trains the RMSNorm
+which leaves the model's function unchanged at initialisation. This is the closest Llama analogue
+of the paper's set, not the same set: on BERT, BitFit trains every bias, the LayerNorm biases
+included, and the task's classification head (Ben Zaken et al. 2022, §3); RMSNorm has no bias and
+the course scores label words with the frozen ``lm_head``, so here one bias per projection trains. The alternative ``train_norms=True`` also trains the RMSNorm
 gains, the only vector-shaped parameters Llama has (the "norm-weights" variant); combine both or
 use either. ``BitFitConfig(add_missing_biases=False)`` on a bias-free model raises an error that
 says so.

@@ -6,8 +6,10 @@ low-rank update::
     h = W0 x + (lora_alpha / r) * B A dropout(x)         B: (d, r), A: (r, k), r << min(d, k)
 
 so a layer trains ``r * (d + k)`` numbers instead of ``d * k``. ``A`` starts Kaiming-uniform
-(``a = sqrt(5)``, the ``nn.Linear`` default), ``B`` starts at zero, so the adapted model equals the
-base model at step 0. After training, ``W0 + s B A`` can be merged into one matrix: no extra latency.
+(``a = sqrt(5)``, the ``nn.Linear`` default and peft's default), ``B`` starts at zero, so the adapted
+model equals the base model at step 0. The paper draws ``A`` from a random Gaussian instead (Hu et al.,
+section 4.1; here ``init_lora_weights="gaussian"``, as in peft). The scale ``lora_alpha / r`` is the
+paper's (section 4.1); the course notes write ``W0 + alpha * B A``, which folds the ``1 / r`` into alpha. After training, ``W0 + s B A`` can be merged into one matrix: no extra latency.
 
 Variants (flags of :class:`LoraConfig`):
 
@@ -391,31 +393,38 @@ def rank_error_curve(delta_or_singular_values: torch.Tensor, max_rank: int | Non
 
 
 @torch.no_grad()
-def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int = 3) -> dict[str, float]:
-    """Median wall time of one forward pass, in milliseconds, for each model in ``models``.
+def forward_latency_samples(models: dict, inputs: dict, repeats: int = 20, warmup: int = 3) -> dict[str, list[float]]:
+    """Wall time of each of ``repeats`` forward passes, in milliseconds, for each model in ``models``.
 
     The models run interleaved (one pass of each per round), so a machine that gets busier during the
-    measurement slows all of them alike. ``inputs``: keyword arguments of the forward (``input_ids``, ...),
-    moved to each model's device first.
+    measurement slows all of them alike; the spread of the samples says how noisy the machine is.
+    ``inputs``: keyword arguments of the forward (``input_ids``, ...), moved to each model's device first.
     """
-    import statistics
     import time
 
     times = {name: [] for name in models}
     placed = {name: to_device(inputs, model) for name, model in models.items()}
     for model in models.values():
         model.eval()
-    for i in range(warmup + repeats):
-        for name, model in models.items():
-            if next(model.parameters()).is_cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model(**placed[name])
-            if next(model.parameters()).is_cuda:
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times[name].append(1000 * (time.perf_counter() - t0))
-    return {name: statistics.median(t) for name, t in times.items()}
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            for name, model in models.items():
+                if next(model.parameters()).is_cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model(**placed[name])
+                if next(model.parameters()).is_cuda:
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    times[name].append(1000 * (time.perf_counter() - t0))
+    return times
+
+
+def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Median of :func:`forward_latency_samples`: one number per model, in milliseconds."""
+    import statistics
+
+    return {name: statistics.median(t) for name, t in forward_latency_samples(models, inputs, repeats, warmup).items()}
 
 
 # --- the method protocol (course_lib.methods.catalog) ---------------------------------------------

@@ -20,8 +20,15 @@ Initialisation (Lester et al. compare them; they matter most for small models):
 * ``"text"``: the embeddings of a text tokenised with the model's tokenizer (label words or a task
   description), truncated or repeated to ``p`` tokens (peft's ``TEXT``).
 
-P-tuning (Liu et al., 2021, "GPT Understands, Too") keeps the virtual-token table but passes it
-through a small *prompt encoder* before use, which couples the tokens and makes training more stable:
+These follow peft, not the paper in two details: Lester et al. (2021, "Design Decisions" and the
+initialisation ablation) draw random prompts from uniform[-0.5, 0.5], and for class-label init fill
+the slots beyond the labels with sampled common vocabulary rather than repeating the labels.
+
+P-tuning (Liu et al., 2021, "GPT Understands, Too") places its virtual tokens anywhere in a template
+(around and between the input and the answer) and produces them with a bidirectional LSTM + MLP
+prompt encoder, keeping a few task-related *anchor* tokens as real words. The course (like peft)
+keeps the encoder and puts the tokens in front of the input; the encoder couples the tokens and
+makes training more stable:
 ``encoder="mlp"``: ``Linear(d, h) -> ReLU -> Linear(h, h) -> ReLU -> Linear(h, d)``;
 ``encoder="lstm"``: a bidirectional LSTM (``h`` per direction) followed by
 ``Linear(2h, 2h) -> ReLU -> Linear(2h, d)``. After training only the encoder's output is needed.
