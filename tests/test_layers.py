@@ -15,7 +15,7 @@ bottom:
 6. measuring a model: ``scoring``, ``generation``, ``memory``
 7. ``training``
 8. experiments: ``prompting``, ``reasoning``, ``comparison``, ``family_eval``
-9. showing: ``plotting``, ``widgets``, ``show``
+9. showing: ``plotting``, ``widgets``, ``show``, ``findings`` (sentences conditioned on measured numbers)
 10. the course around the library: ``authoring``, ``notebooks``, ``lab``, ``colab``, ``grading``, ``book``,
     ``cli``
 
@@ -39,7 +39,7 @@ LAYERS = (
     {"scoring", "generation", "memory"},
     {"training"},
     {"prompting", "reasoning", "comparison", "family_eval"},
-    {"plotting", "widgets", "show"},
+    {"plotting", "widgets", "show", "findings"},
     {"authoring", "notebooks", "lab", "colab", "grading", "book", "cli"},
 )
 LAYER = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
