@@ -378,7 +378,7 @@ def leak_problems(root: Path, site: Path, sources: Path) -> list[str]:
     """
     import nbformat
 
-    from .grading.checker import _html_text, file_text, scan_text
+    from .grading.checker import html_text, file_text, scan_text
     from .grading.notebook import secret_lines
 
     def secrets_of(name: str, rendered: bool) -> set[str]:
@@ -400,7 +400,7 @@ def leak_problems(root: Path, site: Path, sources: Path) -> list[str]:
             if f.suffix not in (".html", ".ipynb") or "_static" in rel.parts or "_build" in rel.parts:
                 continue
             rendered = f.suffix == ".html"
-            text = _html_text(f) if rendered else file_text(f)
+            text = html_text(f) if rendered else file_text(f)
             # exercises/A.html, or the downloadable source _sources/exercises/A.ipynb
             exercise = "exercises" in rel.parts[:2]
             secrets = secrets_of(Path(f.stem).stem, rendered) if exercise else set()

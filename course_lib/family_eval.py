@@ -285,7 +285,7 @@ def heldout_perplexity(model, tokenizer, *, n_docs: int = 256, seed: int = HELDO
     total, count = 0.0, 0
     starts = range(0, n_docs, batch_size)
     with torch.no_grad():
-        for s in prompting._progress(starts, len(starts), "perplexity", progress):
+        for s in prompting.progress_bar(starts, len(starts), "perplexity", progress):
             x, y = batch_from_documents(tokenizer, docs[s:s + batch_size], tokenizer.model_max_length)
             mask = (x != tokenizer.pad_token_id).long()
             logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits.float().cpu()

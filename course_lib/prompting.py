@@ -193,7 +193,8 @@ def newline_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-def _progress(iterable, total: int, desc: str | None, progress: bool):
+def progress_bar(iterable, total: int, desc: str | None, progress: bool):
+    """``iterable`` wrapped in a tqdm bar (auto: widget in Jupyter, text elsewhere) when ``progress``."""
     if not progress:
         return iterable
     from tqdm.auto import tqdm
@@ -237,7 +238,7 @@ def generate(model, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: 
     try:
         with _no_grad_eval(model):
             starts = range(0, len(prompts), batch_size)
-            for start in _progress(starts, len(starts), desc or "generate", progress):
+            for start in progress_bar(starts, len(starts), desc or "generate", progress):
                 batch = list(prompts[start:start + batch_size])
                 enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=not as_chat)
                 width = enc["input_ids"].shape[1]

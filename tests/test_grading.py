@@ -183,10 +183,10 @@ def test_grade_mixed_submissions(tmp_path, monkeypatch, sandbox_flags):
     assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 2, "dan": 5}
     assert all(r["max_score"] == "7" and r["graded"] == "yes" for r in rows.values())
     assert "count_answer replaced by an error" in rows["dan"]["notes"]
-    from course_lib.grading.checker import _html_text
+    from course_lib.grading.checker import html_text
 
     feedback = root / rows["cat"]["feedback"]
-    text = _html_text(feedback)  # what the learner reads (the page's CSS names a "Generic.Traceback" style)
+    text = html_text(feedback)  # what the learner reads (the page's CSS names a "Generic.Traceback" style)
     # the messages of the failed tests (a hidden one in count_tests, a visible one in step_tests) ...
     assert "count only parameters with requires_grad=True" in text and "three steps should lower the loss" in text
     assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself

@@ -107,3 +107,42 @@ def test_the_import_parser_sees_relative_and_lazy_imports(tmp_path, monkeypatch)
     (fake / "training.py").write_text("")
     monkeypatch.setattr(f"{__name__}.PACKAGE", fake)
     assert imported_modules(fake / "methods" / "lora.py") == [(2, "course_lib.training")]
+
+
+def private_names_used_across_modules(path: Path) -> list[str]:
+    """``from <course_lib module> import _name`` and ``<imported course_lib module>._name`` in ``path``: a
+    private name of another module (its own underscore names, and dunders, are fine)."""
+    tree = ast.parse(path.read_text(), str(path))
+    imported = dict(imported_modules(path))
+    aliases = set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.lineno in imported:
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    found.append(f"line {node.lineno}: from {imported[node.lineno]} import {a.name}")
+                aliases.add(a.asname or a.name)
+        elif isinstance(node, ast.Import) and node.lineno in imported:
+            aliases |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_uses_another_modules_private_names(path):
+    found = private_names_used_across_modules(path)
+    assert not found, (f"{path.relative_to(PACKAGE)} reaches into another module's private names: "
+                       + "; ".join(found) + ". Make the name public (and document it) where it is defined.")
+
+
+def test_the_private_name_check_sees_both_forms(tmp_path, monkeypatch):
+    fake = tmp_path / "course_lib"
+    fake.mkdir()
+    (fake / "a.py").write_text("def _helper():\n    pass\n")
+    (fake / "b.py").write_text("from .a import _helper\nfrom . import a\na._helper()\n_mine = 1\n")
+    monkeypatch.setattr(f"{__name__}.PACKAGE", fake)
+    assert private_names_used_across_modules(fake / "b.py") == ["line 1: from course_lib.a import _helper",
+                                                                "line 3: a._helper"]

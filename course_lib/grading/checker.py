@@ -57,7 +57,8 @@ class Report:
             print(f"       - {p}", flush=True)
 
 
-def _html_text(path: Path) -> str:
+def html_text(path: Path) -> str:
+    """The text a reader sees on an HTML page (feedback, a book page): tags, styles and scripts removed."""
     raw = path.read_text(encoding="utf-8", errors="replace")
     raw = re.sub(r"(?is)<(style|script)\b.*?</\1>", "", raw)
     return html.unescape(re.sub(r"<[^>]+>", "", raw))
@@ -95,7 +96,8 @@ def file_text(path: Path) -> str:
     return raw
 
 
-def _hidden_secrets(nb) -> set[str]:
+def hidden_secrets(nb) -> set[str]:
+    """The lines of a source notebook's hidden tests that must never appear in what learners get."""
     lines = {ln.strip() for c in nb.cells for ln in region_lines(c.source, HIDDEN_BEGIN, HIDDEN_END)}
     return {s for s in lines if s in secret_lines(nb)}
 
@@ -295,14 +297,14 @@ def check_feedback(cfg: GradingConfig, assignment: str, work: Path, source_nb) -
     import nbformat
 
     problems = []
-    hidden = _hidden_secrets(source_nb)
+    hidden = hidden_secrets(source_nb)
     feedback = work / "build" / "nbgrader" / "feedback"
     pages = sorted(feedback.glob(f"*/{assignment}/*.html"))
     if not pages:
         return [f"{assignment}: no feedback was generated."]
     for page in pages:
         student = page.parts[-3]
-        text = _html_text(page)
+        text = html_text(page)
         label = f"feedback for the {student} submission ({page.relative_to(work)})"
         for s in sorted(hidden):
             if s in text:

@@ -45,7 +45,7 @@ def secrets(root: Path, names: list[str]) -> tuple[dict[str, set[str]], set[str]
     """
     import nbformat
 
-    from .checker import _hidden_secrets
+    from .checker import hidden_secrets
     from .notebook import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END, secret_lines, strip_region
 
     own, hidden, public = {}, set(), []
@@ -54,7 +54,7 @@ def secrets(root: Path, names: list[str]) -> tuple[dict[str, set[str]], set[str]
         for path in sorted((root / "solutions" / name).glob("*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             own[name] |= secret_lines(nb)
-            hidden |= _hidden_secrets(nb)
+            hidden |= hidden_secrets(nb)
             public += [strip_region(strip_region(c.source, SOLUTION_BEGIN, SOLUTION_END), HIDDEN_BEGIN, HIDDEN_END)
                        for c in nb.cells]
     public_lines = {ln.strip() for text in public for ln in text.splitlines()}

@@ -275,7 +275,9 @@ def _architecture(model: nn.Module) -> tuple[str, str, str]:
                       "to course_lib.methods.adapters.ARCHITECTURES.")
 
 
-def _blocks(model: nn.Module):
+def decoder_blocks(model: nn.Module):
+    """``(the ModuleList of decoder blocks, {"attention": attr, "ffn": attr})``: where each block keeps its
+    attention and feed-forward sublayers (GPT-2: ``attn``/``mlp``; Llama: ``self_attn``/``mlp``)."""
     path, attn, ffn = _architecture(model)
     return model.get_submodule(path), {"attention": attn, "ffn": ffn}
 
@@ -285,7 +287,8 @@ def adapter_layers(model: nn.Module) -> list[tuple[str, AdapterLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, AdapterLayer)]
 
 
-def _hidden_size(model: nn.Module) -> int:
+def hidden_size_of(model: nn.Module) -> int:
+    """The model's hidden size d (``hidden_size``, or GPT-2's ``n_embd``)."""
     cfg = model.config
     return getattr(cfg, "hidden_size", None) or cfg.n_embd
 
@@ -306,11 +309,11 @@ def add_adapter(model: nn.Module, name: str, config: AdapterConfig | None = None
     if name in adapter_configs(model):
         raise ConfigError(f"an adapter named {name!r} already exists.",
                           f"pick another name, or delete_adapter(model, {name!r}) first.")
-    blocks, children = _blocks(model)
+    blocks, children = decoder_blocks(model)
     if config.layers_to_transform is not None and max(config.layers_to_transform) >= len(blocks):
         raise ConfigError(f"layers_to_transform {config.layers_to_transform} names a block the model does not have "
                           f"(it has {len(blocks)}).", f"use indices from 0 to {len(blocks) - 1}.")
-    d = _hidden_size(model)
+    d = hidden_size_of(model)
     m = config.bottleneck(d)
     model.requires_grad_(False)  # the base stays frozen; set_active_adapter below unfreezes the new adapter
     for i, block in enumerate(blocks):
@@ -398,7 +401,7 @@ def set_active_adapter(model: nn.Module, name: str | list[str] | None) -> None:
 def delete_adapter(model: nn.Module, name: str) -> None:
     """Remove adapter ``name`` (and fusions that use it); with no adapters left the base modules come back."""
     _check_names(model, [name])
-    blocks, children = _blocks(model)
+    blocks, children = decoder_blocks(model)
     for block in blocks:
         for child in children.values():
             layer = getattr(block, child)
@@ -517,9 +520,9 @@ def count_adapter_parameters(model: nn.Module, name: str) -> int:
 
 def expected_adapter_parameters(model: nn.Module, config: AdapterConfig) -> int:
     """The formula: (blocks adapted) x (sites per block) x (2dm + d + m)."""
-    blocks, _ = _blocks(model)
+    blocks, _ = decoder_blocks(model)
     n_blocks = len(blocks) if config.layers_to_transform is None else len(config.layers_to_transform)
-    d = _hidden_size(model)
+    d = hidden_size_of(model)
     return n_blocks * len(config.sites) * adapter_parameter_count(d, config.bottleneck(d))
 
 

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .adapters import NON_LINEARITIES, AdapterLayer, BottleneckAdapter, _blocks, _hidden_size
+from .adapters import NON_LINEARITIES, AdapterLayer, BottleneckAdapter, decoder_blocks, hidden_size_of
 from .lora import LoraLayer
 from .targets import find_targets, is_linear, linear_shape, matches, set_module
 
@@ -266,8 +266,8 @@ def apply_unified(model: nn.Module, config: UnifiedConfig | None = None, **kwarg
     opts = dict(function=config.function, scaling=config.scaling, bias=config.bias, init=config.init)
     ref = next(model.parameters())
     if config.at_sublayer:
-        blocks, children = _blocks(model)
-        d = _hidden_size(model)
+        blocks, children = decoder_blocks(model)
+        d = hidden_size_of(model)
         if config.layers_to_transform is not None and max(config.layers_to_transform) >= len(blocks):
             raise ConfigError(f"layers_to_transform {config.layers_to_transform} names a block the model does not "
                               f"have (it has {len(blocks)}).", f"use indices from 0 to {len(blocks) - 1}.")
@@ -295,9 +295,9 @@ def apply_unified(model: nn.Module, config: UnifiedConfig | None = None, **kwarg
 def expected_unified_parameters(model: nn.Module, config: UnifiedConfig) -> int:
     """What :func:`apply_unified` will add, from the formula (no model change)."""
     if config.at_sublayer:
-        blocks, _ = _blocks(model)
+        blocks, _ = decoder_blocks(model)
         n = len(blocks) if config.layers_to_transform is None else len(config.layers_to_transform)
-        d = _hidden_size(model)
+        d = hidden_size_of(model)
         return n * unified_parameter_count(d, d, config.bottleneck_size, config.bias)
     total = 0
     for name, m in model.named_modules():
