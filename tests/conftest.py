@@ -79,3 +79,19 @@ def embedded_model():
     from course_lib.models import load_model
 
     return load_model("embedded")
+
+
+# The longest tests (a `course check` runs one assignment's whole proof: ~2-19 min; a lecture runs 1-5 min)
+# go first, the longest first, so the two workers finish together instead of one running the last long
+# test alone (CI measured `course check 08` at 1142 s as the final test while the other worker idled).
+_LONG_FIRST = ("tests/test_assignments.py::test_course_check", "tests/test_notebooks.py::test_lecture_runs_top_to_bottom",
+               "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item):
+        for i, prefix in enumerate(_LONG_FIRST):
+            if item.nodeid.startswith(prefix):
+                return (i, tuple(-ord(c) for c in item.nodeid))   # later assignments/lectures are longer
+        return (len(_LONG_FIRST), ())
+    items.sort(key=rank)   # stable: every other test keeps its order
