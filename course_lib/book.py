@@ -450,7 +450,8 @@ def build(solutions: bool = False, out: Path | None = None, execute: bool = True
         models.append(Page(target, f"embedded-{card.parent.name}", card))
     (src / "benchmarks.md").write_text(benchmarks_page(root, src / "benchmarks_plots"), encoding="utf-8")
     readme = (root / "README.md").read_text(encoding="utf-8")
-    (src / "index.md").write_text(landing_page(root, lectures, exercises, models, edition), encoding="utf-8")
+    (src / "index.md").write_text(BADGE.sub(r"[\1](\2)", landing_page(root, lectures, exercises, models, edition)),
+                                   encoding="utf-8")  # badges from other sites as plain links: the book is offline
     (src / "_config.yml").write_text(config_yaml(readme_intro(readme)[0], edition), encoding="utf-8")
     (src / "_toc.yml").write_text(toc_yaml([
         ("Lectures", [p.target for p in lectures]),
