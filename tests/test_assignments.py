@@ -9,12 +9,19 @@ ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir(
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_course_check(assignment, monkeypatch, sandbox_flags):
-    from course_lib import grading
+def test_course_check(assignment, monkeypatch, capsys, sandbox_flags):
+    """`course check ASSIGNMENT` as an instructor types it: exit 0, and every stage of the proof reported."""
+    from course_lib.cli import main
 
     monkeypatch.setenv("COURSE_ROOT", str(ROOT))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert grading.check([assignment], sandbox=not sandbox_flags) == 0, f"course check {assignment} failed: see the output above"
+    code = main(["check", assignment, *sandbox_flags])
+    out = capsys.readouterr().out
+    print(out)
+    assert code == 0, f"course check {assignment} failed: see the output above"
+    for step in ("lint", "release is fresh", "autograde: solution ", "blank 0/", "feedback",
+                 "runs without nbgrader", "wrong answers lose their points"):
+        assert step in out, f"course check {assignment} did not report the stage {step!r}"
 
 
 def test_release_is_up_to_date(monkeypatch):
