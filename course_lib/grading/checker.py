@@ -8,7 +8,9 @@ For each assignment in ``solutions/``:
    and no stderr in its test cells; the blank release scores 0 without crashing autograde; a submission
    built from the wrong-answer bank gets feedback that names what was wrong;
 4. leaks: no file in ``exercises/`` and no generated feedback holds a solution, a hidden test or a marker;
-   feedback has no tracebacks;
+   feedback has no tracebacks; the wrong submission also prints the source of every cell run after its
+   first answer (tests included, as a learner fishing for hidden tests would), and its feedback must
+   withhold those outputs;
 5. plain run: the released notebook runs top to bottom without nbgrader, failing only with
    ``NotImplementedError`` (and the ``NameError`` that follows from it);
 6. wrong answers: every entry of ``tests/wrong_answers/<assignment>.py``, plus an answer that raises, an
@@ -35,10 +37,10 @@ from pathlib import Path
 from ..errors import CourseError
 from .config import GradingConfig, assignments, last_error, load_config, nbgrader
 from .execute import run_steps, solution_steps
-from .feedback import short_error
+from .feedback import WITHHELD, short_error
 from .lint import lint
 from .notebook import (HIDDEN_BEGIN, HIDDEN_END, MARKER_LIKE, SOLUTION_BEGIN, SOLUTION_END, find_cell, grade_id,
-                       is_solution, is_test, region_lines, secret_lines)
+                       hidden_secrets, is_solution, is_test, secret_lines)
 from .releasing import compare, generate
 from .wrong import Variant, generic_variants, load_bank
 
@@ -96,17 +98,24 @@ def file_text(path: Path) -> str:
     return raw
 
 
-def hidden_secrets(nb) -> set[str]:
-    """The lines of a source notebook's hidden tests that must never appear in what learners get."""
-    lines = {ln.strip() for c in nb.cells for ln in region_lines(c.source, HIDDEN_BEGIN, HIDDEN_END)}
-    return {s for s in lines if s in secret_lines(nb)}
-
-
 def _substitute(nb, variants: list[Variant]):
     nb = copy.deepcopy(nb)
     for v in variants:
         _, cell = find_cell(nb, v.cell)
         cell.source = v.code
+    return nb
+
+
+# The wrong submission also prints the source of every cell that runs after its first answer, the tests
+# included, as a learner fishing for hidden tests would: its feedback must withhold those outputs.
+TEST_PRINTER = 'get_ipython().events.register("pre_run_cell", lambda info: print(info.raw_cell))\n'
+
+
+def _with_test_printer(nb):
+    for cell in nb.cells:
+        if is_solution(cell) and cell.cell_type == "code":
+            cell.source = TEST_PRINTER + cell.source
+            break
     return nb
 
 
@@ -317,6 +326,10 @@ def check_feedback(cfg: GradingConfig, assignment: str, work: Path, source_nb) -
             if sign in text:
                 problems.append(f"{label}: shows a traceback ({sign!r}); tracebacks quote hidden test lines.")
                 break
+        if student == "wrong" and hidden and WITHHELD.split(":")[0] not in text:
+            problems.append(f"{label}: the wrong submission printed every test cell's source, hidden tests "
+                            "included, yet its feedback withholds no output. Fix: keep "
+                            "course_lib.grading.feedback.StripHiddenTests in c.GenerateFeedback.preprocessors.")
         if student == "wrong":
             graded = nbformat.read(work / "build" / "nbgrader" / "autograded" / student / assignment /
                                    f"{assignment}.ipynb", as_version=4)
@@ -386,7 +399,7 @@ def check_assignment(cfg: GradingConfig, assignment: str, stages=STAGES) -> list
     first = {}
     for v in bank:
         first.setdefault(v.cell, v)
-    wrong_nb = _substitute(source_nb, list(first.values())) if first else None
+    wrong_nb = _with_test_printer(_substitute(source_nb, list(first.values()))) if first else None
 
     if "autograde" in stages or "feedback" in stages:
         t = time.time()

@@ -109,3 +109,9 @@ def secret_lines(nb, min_len: int = 12) -> set[str]:
         public.append("\n".join(outside))
     public_text = "\n".join(public)
     return {s for s in secret if len(s) >= min_len and not s.startswith("#") and s not in public_text}
+
+
+def hidden_secrets(nb) -> set[str]:
+    """The lines of a source notebook's hidden tests that must never appear in what learners get."""
+    lines = {ln.strip() for c in nb.cells for ln in region_lines(c.source, HIDDEN_BEGIN, HIDDEN_END)}
+    return {s for s in lines if s in secret_lines(nb)}

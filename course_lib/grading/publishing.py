@@ -45,7 +45,7 @@ def secrets(root: Path, names: list[str]) -> tuple[dict[str, set[str]], set[str]
     """
     import nbformat
 
-    from .checker import hidden_secrets
+    from .notebook import hidden_secrets
     from .notebook import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END, secret_lines, strip_region
 
     own, hidden, public = {}, set(), []
