@@ -16,18 +16,24 @@ A result file is one JSON object (``SCHEMA_VERSION``)::
 close to 1 on a quiet machine for a one-thread benchmark, lower when other processes take the
 cores. With the load average it tells a reader how much to trust the absolute times; the ratios
 (course_lib vs library, variant vs base) are measured interleaved, so contention hits both sides.
+
+Timing itself is the library's (:mod:`course_lib.timing`): ``interleaved`` (warm-up, rounds in
+alternating order, CUDA synchronisation) and ``stats`` (= ``course_lib.timing.summary``: median,
+quartiles, min, max); :class:`CpuClock` is passed to it as ``clock`` to meter the CPU share.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
-import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from course_lib.timing import interleaved  # noqa: F401  (the one timer; the benchmarks import it from here)
+from course_lib.timing import summary as stats
 
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,19 +104,6 @@ def versions() -> dict:
 
 
 # ----------------------------------------------------------------------------------------- statistics
-def stats(values, unit: str) -> dict:
-    """Median and spread of repeated measurements: quartiles (inclusive method), min and max."""
-    vals = sorted(float(v) for v in values)
-    if not vals:
-        raise ValueError("stats() needs at least one value")
-    if len(vals) == 1:
-        q1 = q3 = vals[0]
-    else:
-        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
-    return {"n": len(vals), "median": statistics.median(vals), "q1": q1, "q3": q3, "min": vals[0],
-            "max": vals[-1], "unit": unit}
-
-
 def ratio_stats(num: list[float], den: list[float]) -> dict:
     """Spread of a ratio measured interleaved: the per-round ratios ``num[i] / den[i]``."""
     return stats([a / b for a, b in zip(num, den)], "ratio")
@@ -134,30 +127,6 @@ class CpuClock:
     @property
     def share(self) -> float | None:
         return round(self.cpu / self.wall, 3) if self.wall > 0 else None
-
-
-def interleaved(fns: dict, repeats: int, warmup: int = 1, clock: CpuClock | None = None,
-                sync=None, progress: str | None = None) -> dict[str, list[float]]:
-    """Time each callable ``repeats`` times, one call of each per round (order alternating between
-    rounds), after ``warmup`` untimed rounds; seconds per call. Interleaving makes a machine that gets
-    busier during the measurement slow every variant alike, so their ratio stays meaningful."""
-    from tqdm.auto import tqdm
-
-    names = list(fns)
-    times = {n: [] for n in names}
-    clock = clock or CpuClock()
-    for i in tqdm(range(warmup + repeats), desc=progress or "timing", leave=False, disable=progress is None):
-        order = names if i % 2 == 0 else names[::-1]
-        for name in order:
-            with clock:
-                t0 = time.perf_counter()
-                fns[name]()
-                if sync:
-                    sync()
-                dt = time.perf_counter() - t0
-            if i >= warmup:
-                times[name].append(dt)
-    return times
 
 
 # ----------------------------------------------------------------------------------------- a result file

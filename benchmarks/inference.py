@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 
+from course_lib.timing import cuda_sync
+
 from .common import (Result, contention_label, error_bars, interleaved, new_figure, ratio_stats, save_figure,
                      stats)
 
@@ -52,7 +54,7 @@ def _case(label, base, inputs, repeats, warmup, result):
         return call
 
     t = interleaved({k: caller(m) for k, m in models.items()}, repeats, warmup, clock=result.clock,
-                    progress=f"forward {label}")
+                    sync=cuda_sync(base), progress=f"forward {label}")
     row = {"model": label, "params": sum(p.numel() for p in base.parameters()),
            "batch_size": int(inputs["input_ids"].shape[0]), "seq_len": int(inputs["input_ids"].shape[1]),
            "merged_vs_unmerged_max_abs_logit_diff": float(merged_diff), "logit_scale": float(ref.abs().max()),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import warnings
 
+from course_lib.timing import cuda_sync
+
 from .common import Result, contention_label, error_bars, interleaved, new_figure, ratio_stats, save_figure, stats
 
 NAME = "lora_step"
@@ -63,7 +65,7 @@ def _case(label, base, batch, repeats, warmup, result, r=8, alpha=16, targets=("
         l_ours, l_theirs = ours(**batch).loss.item(), theirs(**batch).loss.item()
     trainable = sum(p.numel() for p in ours.parameters() if p.requires_grad)
     t = interleaved({"course_lib": _stepper(ours, batch), "peft": _stepper(theirs, batch)}, repeats, warmup,
-                    clock=result.clock, progress=f"LoRA step {label}")
+                    clock=result.clock, sync=cuda_sync(base), progress=f"LoRA step {label}")
     row = {"model": label, "params": sum(p.numel() for p in base.parameters()), "trainable": trainable,
            "batch_size": int(batch["input_ids"].shape[0]), "seq_len": int(batch["input_ids"].shape[1]),
            "lora": {"r": r, "lora_alpha": alpha, "target_modules": list(targets)},

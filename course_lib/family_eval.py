@@ -8,13 +8,15 @@ An experiment over the models, not model-family code: it sits above :mod:`course
 writes ``course_lib/embedded/models/<size>/evaluation.json``. Every evaluation item is built from
 material pretraining never saw (held-out words, fresh random numbers, a corpus seed the training
 stream never used) and with a fixed seed, so the numbers reproduce on CPU. Built on
-:mod:`course_lib.prompting`; every function returns a plain dict of floats (JSON-ready, string keys).
+:mod:`course_lib.prompting` and :mod:`course_lib.reasoning`; every function returns a plain dict of floats
+(JSON-ready, string keys).
 
 * :func:`few_shot_curve` — exact match against the number of demonstrations k per word transform
   (GPT-3's cycle letters, random insertion, reversed words and four more), the miniature of GPT-3's
   "few-shot ability emerges with scale" figure when run for several members.
 * :func:`instruction_vs_few_shot` — ``task: <name>`` header alone (k=0) against demonstrations.
-* :func:`addition` — answering directly against writing the digit-by-digit scratchpad first.
+* :func:`addition` — answering directly against writing the digit-by-digit scratchpad first
+  (lecture 02's task and answer rule, from :mod:`course_lib.reasoning`).
 * :func:`fit_pairs` — Winograd-style pairs scored by sequence probability.
 * :func:`label_mapping` — in-context classification with natural, flipped and never-seen label words.
 * :func:`heldout_perplexity` — per-character perplexity on fresh corpus documents.
@@ -32,7 +34,7 @@ import random
 import time
 from pathlib import Path
 
-from . import prompting
+from . import prompting, reasoning
 from .errors import ConfigError
 from .embedded import MEMBERS, corpus, member_dir
 
@@ -41,8 +43,6 @@ from .embedded import MEMBERS, corpus, member_dir
 HELDOUT_SEED = 20261124
 DEFAULT_KS = (0, 1, 2, 4, 8)
 TRANSFORM_TEMPLATE = prompting.PromptTemplate("{input} => {output}")
-DIRECT_TEMPLATE = prompting.PromptTemplate(f"Q: {{input}} {corpus.ANSWER_TRIGGER} {{output}}")
-SCRATCHPAD_TEMPLATE = prompting.PromptTemplate(f"Q: {{input}} {corpus.REASONING_TRIGGER} {{output}}")
 LABEL_PAIRS = {  # (positive, negative) label words
     "natural (pos/neg)": ("pos", "neg"),
     "flipped (neg/pos)": ("neg", "pos"),
@@ -148,47 +148,24 @@ def instruction_vs_few_shot(model, tokenizer, *, k: int = 4, n: int = 200, tasks
 
 
 # ----------------------------------------------------------------------------- addition
-def parse_answer(text: str) -> str:
-    """The answer of a generated line: what follows the last ``A:`` (or the whole line), stripped."""
-    return text.rsplit(corpus.ANSWER_TRIGGER, 1)[-1].strip()
-
-
-def addition_items(digits: int, n: int, *, scratchpad: bool, shots: int = 2, seed: int = 0
-                   ) -> tuple[list[str], list[str]]:
-    """``n`` addition prompts of two ``digits``-digit numbers with ``shots`` worked examples.
-
-    Direct: ``Q: 12+34 A: 46`` lines, the query ends at ``A:``. Scratchpad: ``Q: 12+34 S: <steps> A: 46``
-    lines, the query ends at ``S:``. Both conditions use the same numbers (same seed).
-    """
-    rng = random.Random(f"addition-{digits}-{seed}")
-    template = SCRATCHPAD_TEMPLATE if scratchpad else DIRECT_TEMPLATE
-    prompts, targets = [], []
-    for _ in range(n):
-        pairs = [(corpus.random_number(rng, digits), corpus.random_number(rng, digits)) for _ in range(shots + 1)]
-        demos = [(f"{a}+{b}", f"{corpus.scratchpad(a, b)} {corpus.ANSWER_TRIGGER} {a + b}" if scratchpad
-                  else str(a + b)) for a, b in pairs[:shots]]
-        a, b = pairs[-1]
-        prompts.append(prompting.build_prompt(f"{a}+{b}", demos, template).rstrip())
-        targets.append(str(a + b))
-    return prompts, targets
-
-
 def addition(model, tokenizer, *, digits=(1, 2, 3, 4), n: int = 200, shots: int = 2, seed: int = 0,
              batch_size: int = 64, progress: bool = True) -> dict:
-    """Exact-match accuracy of the sum, direct vs scratchpad, per digit count.
+    """Accuracy of the sum, direct vs scratchpad, per digit count: lecture 02's experiment
+    (:func:`course_lib.reasoning.addition_problems`, :func:`course_lib.reasoning.evaluate` in modes
+    ``direct`` and ``cot``, answers read by :func:`course_lib.reasoning.extract_answer`), on the
+    problem stream ``"addition"`` with ``shots`` worked examples each; both conditions see the same numbers.
 
     ``{"shots": s, "n_per_cell": n, "digits": {"2": {"direct": acc, "scratchpad": acc, "gap": sp - direct}}}``.
     """
     _check_n(n, "addition")
     out = {}
     for d in digits:
+        problems = reasoning.addition_problems(d, n, shots=shots, seed=seed, stream="addition")
         row = {}
-        for mode in ("direct", "scratchpad"):
-            prompts, targets = addition_items(d, n, scratchpad=mode == "scratchpad", shots=shots, seed=seed)
-            res = prompting.evaluate(model, tokenizer, prompts, targets, parse=parse_answer,
-                                     max_new_tokens=16 + 16 * d if mode == "scratchpad" else 8,
-                                     batch_size=batch_size, progress=progress, desc=f"addition {d}d {mode}")
-            row[mode] = round(res["accuracy"], 4)
+        for mode, cot_mode, new_tokens in (("direct", "direct", 8), ("scratchpad", "cot", 16 + 16 * d)):
+            generate = reasoning.greedy(model, tokenizer, max_new_tokens=new_tokens, batch_size=batch_size,
+                                        progress=progress, desc=f"addition {d}d {mode}")
+            row[mode] = round(reasoning.evaluate(problems, generate, cot_mode)["accuracy"], 4)
         row["gap"] = round(row["scratchpad"] - row["direct"], 4)
         out[str(d)] = row
     return {"shots": shots, "n_per_cell": n, "digits": out}

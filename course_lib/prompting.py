@@ -16,8 +16,9 @@ pieces (``zero_shot``, ``one_shot``, ``few_shot`` are its three named cases).
 
 Two ways to read an answer off the model:
 
-* :func:`generate` — batched greedy decoding with left padding, stopped at the first newline; it
-  returns the first generated line of each prompt.
+* :func:`generate` — batched greedy (or sampled) decoding with left padding, stopped at the first
+  newline; it returns the first generated line of each prompt. :func:`generator` binds it to a model
+  as a function of the prompts alone, seeded when it samples (lecture 02's pipelines call one).
 * :func:`score_continuations` — the log-likelihood of a given continuation ``c`` after a context
   ``x``: ``log p(c | x) = sum_t log softmax(logits_{t-1})[c_t]``, summed over the continuation
   tokens, or divided by their number (``normalize=True``, the per-token mean). Multiple choice
@@ -49,6 +50,7 @@ from typing import Callable, Iterable, Sequence
 
 from .errors import ConfigError, from_table
 from .methods.targets import context_length
+from .timing import cuda_sync, interleaved
 
 Pair = tuple[str, str]
 
@@ -260,6 +262,34 @@ def generate(model, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: 
     return outputs
 
 
+def generator(model, tokenizer, *, temperature: float = 0.0, seed: int = 0, max_new_tokens: int = 64,
+              batch_size: int = 64, stop_at_newline: bool = True, progress: bool = False, desc: str | None = None
+              ) -> Callable[[list[str]], list[str]]:
+    """:func:`generate` as a function of the prompts alone: ``gen(prompts) -> continuations``.
+
+    This is the *generate function* that :mod:`course_lib.reasoning`'s pipelines call
+    (``reasoning.greedy`` and ``reasoning.sampler`` are this function). ``temperature=0`` is greedy
+    decoding; ``temperature > 0`` samples from the full softmax at that temperature (no top-k/top-p,
+    :func:`course_lib.generation.generation_config`), and the ``i``-th call (``i = 0, 1, ...``) seeds
+    torch with ``seed * 100_003 + i``, so the same sequence of calls returns the same texts.
+    Every other argument is :func:`generate`'s.
+    """
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
+        raise ConfigError(f"temperature={temperature!r}: it must be a number >= 0.",
+                          "use 0 for greedy decoding, 0.5-1.0 for diverse samples.")
+    calls = [0]
+
+    def run(prompts: list[str]) -> list[str]:
+        if temperature > 0:
+            import torch
+
+            torch.manual_seed(seed * 100_003 + calls[0])
+            calls[0] += 1
+        return generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        stop_at_newline=stop_at_newline, progress=progress, desc=desc, temperature=temperature)
+    return run
+
+
 # ----------------------------------------------------------------------------- scoring
 @dataclass(frozen=True)
 class TokenSplit:
@@ -435,13 +465,13 @@ def spread(values: Sequence[float]) -> dict:
 
 def prompt_cost(model, tokenizer, prompts: Sequence[str], *, repeats: int = 3) -> dict:
     """What one query costs: mean prompt length in tokens and the median time (ms) of one forward
-    pass over one prompt (batch 1, the prompt's prefill), over ``repeats`` timings of every prompt.
+    pass over one prompt (batch 1, the prompt's prefill), over ``repeats`` timings of every prompt
+    (each after one warm-up pass, timed by :func:`course_lib.timing.interleaved`).
 
     A few-shot prompt is re-read on every query, so its demonstrations are paid for again each time.
     Returns ``{"tokens": float, "ms_per_query": float, "n": len(prompts)}``.
     """
     import statistics
-    import time
 
     import torch
 
@@ -455,13 +485,6 @@ def prompt_cost(model, tokenizer, prompts: Sequence[str], *, repeats: int = 3) -
         for p in prompts:
             ids = torch.tensor([tokenizer(p)["input_ids"]], device=device)
             lengths.append(ids.shape[1])
-            model(input_ids=ids)  # warm-up
-            for _ in range(repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                model(input_ids=ids)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(1000 * (time.perf_counter() - t0))
+            seconds = interleaved({"prompt": lambda ids=ids: model(input_ids=ids)}, repeats, warmup=1, sync=cuda_sync(device))
+            times += [1000 * t for t in seconds["prompt"]]
     return {"tokens": sum(lengths) / len(lengths), "ms_per_query": statistics.median(times), "n": len(prompts)}

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .errors import ConfigError, HubUnavailableError, from_table
+from .prompting import generator
 
 GenerateFn = Callable[[list[str]], list[str]]
 Number = int | float
@@ -392,42 +393,24 @@ def self_consistency_curve(chains: Sequence[Sequence[Number | None]], golds: Seq
 
 # ----------------------------------------------------------------------------- generate functions
 def greedy(model, tokenizer, *, max_new_tokens: int = 64, batch_size: int = 64, stop_at_newline: bool = True,
-           progress: bool = False) -> GenerateFn:
-    """A generate function: greedy decoding with :func:`course_lib.prompting.generate`."""
-    from .prompting import generate
-
-    def run(prompts: list[str]) -> list[str]:
-        return generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        stop_at_newline=stop_at_newline, progress=progress)
-    return run
+           progress: bool = False, desc: str | None = None) -> GenerateFn:
+    """A generate function: greedy decoding with :func:`course_lib.prompting.generate` (batched, left
+    padding, the first line of each continuation); :func:`course_lib.prompting.generator` at temperature 0."""
+    return generator(model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                     stop_at_newline=stop_at_newline, progress=progress, desc=desc)
 
 
 def sampler(model, tokenizer, *, temperature: float = 0.7, seed: int = 0, max_new_tokens: int = 64,
             batch_size: int = 64, stop_at_newline: bool = True, progress: bool = False) -> GenerateFn:
     """A generate function that samples at ``temperature`` (pure softmax sampling, no top-k/top-p).
 
-    Reproducible: the ``i``-th call seeds torch with ``seed`` and ``i``, so the same sequence of
-    calls returns the same texts. ``temperature=0`` is greedy decoding. Batching as in
-    :func:`course_lib.prompting.generate` (left padding, stop at a newline).
+    Reproducible: the ``i``-th call seeds torch with ``seed * 100_003 + i``, so the same sequence of
+    calls returns the same texts. ``temperature=0`` is greedy decoding. It is
+    :func:`course_lib.prompting.generator`; batching as in :func:`course_lib.prompting.generate`.
     """
-    if temperature < 0:
-        raise ConfigError(f"temperature={temperature}: it must be >= 0.",
-                          "use 0 for greedy decoding, 0.5-1.0 for diverse chains.")
-    if temperature == 0:
-        return greedy(model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      stop_at_newline=stop_at_newline, progress=progress)
-    calls = [0]
-
-    def run(prompts: list[str]) -> list[str]:
-        import torch
-
-        from .prompting import generate
-
-        torch.manual_seed(seed * 100_003 + calls[0])
-        calls[0] += 1
-        return generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        stop_at_newline=stop_at_newline, progress=progress, desc="sample", temperature=temperature)
-    return run
+    return generator(model, tokenizer, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens,
+                     batch_size=batch_size, stop_at_newline=stop_at_newline, progress=progress,
+                     desc="sample" if temperature else None)
 
 
 # ----------------------------------------------------------------------------- data: addition
@@ -450,16 +433,22 @@ def _check_digits(digits) -> None:
                           f"were pretrained on 1-{PRETRAINED_DIGITS}).", f"use digits in 1..{MAX_DIGITS}.")
 
 
-def addition_problems(digits: int, n: int, *, shots: int = 2, seed: int = 0) -> list[Problem]:
+def addition_problems(digits: int, n: int, *, shots: int = 2, seed: int = 0, stream: str = "reasoning-addition"
+                      ) -> list[Problem]:
     """``n`` sums of two ``digits``-digit numbers, each with ``shots`` fresh worked examples of the
     same size (deterministic for a seed; the numbers are random, so almost all are unseen in pretraining).
-    Sums of more than :data:`PRETRAINED_DIGITS` digits never occur in the pretraining corpus."""
+    Sums of more than :data:`PRETRAINED_DIGITS` digits never occur in the pretraining corpus.
+
+    The addition task of the course: lecture 02, exercise 02 and the model cards'
+    (:func:`course_lib.family_eval.addition`) all draw from here. ``stream`` names the random stream
+    (``random.Random(f"{stream}-{digits}-{seed}")``): the model cards use ``"addition"``, so their
+    numbers stay those they were made with; the lectures use the default."""
     from .embedded import corpus
 
     _check_digits(digits)
     if not isinstance(n, int) or n < 1 or not isinstance(shots, int) or shots < 0:
         raise ConfigError(f"n={n!r}, shots={shots!r}: n must be >= 1 and shots >= 0.", "e.g. n=50, shots=2.")
-    rng = random.Random(f"reasoning-addition-{digits}-{seed}")
+    rng = random.Random(f"{stream}-{digits}-{seed}")
     out = []
     for _ in range(n):
         pairs = [(corpus.random_number(rng, digits), corpus.random_number(rng, digits)) for _ in range(shots + 1)]

@@ -66,7 +66,7 @@ def test_guard_follows_parameters_through_copies_and_training(tiny_llama):
 
 
 def test_library_helpers_place_tensors_on_the_model_device(tiny_llama):
-    from course_lib.methods.lora import forward_latency
+    from course_lib.timing import forward_latency
     from course_lib.tasks import review_verdicts
 
     class Tok:  # a character tokenizer: enough for encode_examples

@@ -7,7 +7,8 @@ much as those at the top of a module (a lazy import hides an arrow, it does not 
 bottom:
 
 1. foundations: the package itself (its version), ``errors``, ``threads``, ``project``, ``precision``,
-   ``devices``; data folders (``configs``, ``data``)
+   ``devices``, ``timing`` (the one timer: lectures, ``prompting.prompt_cost`` and ``benchmarks/``); data
+   folders (``configs``, ``data``)
 2. what exists: the embedded model family (``embedded``) and the hub tables (``registry``)
 3. where it runs: ``runtime``
 4. the methods, one module each (``methods``): they act on any ``nn.Module``
@@ -31,7 +32,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "course_lib"
 
 LAYERS = (
-    {"", "errors", "threads", "project", "precision", "devices", "configs", "data"},
+    {"", "errors", "threads", "project", "precision", "devices", "timing", "configs", "data"},
     {"embedded", "registry"},
     {"runtime"},
     {"methods"},

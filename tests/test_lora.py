@@ -10,8 +10,7 @@ import torch.nn as nn
 from course_lib.errors import ConfigError
 from course_lib.methods.lora import (LoraConfig, LoraLayer, apply_lora, lora_layers, lora_param_count,
                                      lora_parameter_report, lora_state_dict, load_lora_state_dict, merge_and_unload,
-                                     merge_lora, rank_r_error, unmerge_lora, forward_latency,
-                                     forward_latency_samples)
+                                     merge_lora, rank_r_error, unmerge_lora)
 
 peft = pytest.importorskip("peft")
 
@@ -348,26 +347,6 @@ def test_dora_with_dropout_matches_peft_in_training(tiny_llama):
     with torch.no_grad():
         assert (lp - pm(ids).logits).abs().max() > 1e-4  # dropout really acted
     assert torch.allclose(lo, lp, rtol=0, atol=1e-5 * max(1.0, float(lp.detach().abs().max())))
-
-
-def test_forward_latency_reports_each_model(tiny_llama):
-    lat = forward_latency({"a": tiny_llama, "b": tiny_llama}, {"input_ids": _ids(tiny_llama)}, repeats=3, warmup=1)
-    assert set(lat) == {"a", "b"} and all(v > 0 for v in lat.values())
-
-
-def test_forward_latency_samples_interleaves_every_repeat(tiny_llama):
-    order = []
-    class Recorder(torch.nn.Module):
-        def __init__(self, name):
-            super().__init__()
-            self.name, self.w = name, torch.nn.Parameter(torch.zeros(1))
-        def forward(self, input_ids):
-            order.append(self.name)
-            return tiny_llama(input_ids=input_ids)
-    samples = forward_latency_samples({"a": Recorder("a"), "b": Recorder("b")}, {"input_ids": _ids(tiny_llama)},
-                                      repeats=4, warmup=1)
-    assert {k: len(v) for k, v in samples.items()} == {"a": 4, "b": 4}
-    assert order == ["a", "b"] * 5 and all(t > 0 for v in samples.values() for t in v)
 
 
 def test_explorer_state_numbers(tiny_llama):

@@ -1,6 +1,7 @@
 """course_lib.reasoning: CoT prompts (exact strings), answer extraction, the two-stage pipeline,
 self-consistency, GSM8K loading, and chain-of-thought beating direct answers on the embedded model."""
 import pytest
+import torch
 
 from course_lib import reasoning as R
 from course_lib.embedded import corpus
@@ -152,6 +153,16 @@ def test_pipeline_errors():
         R.evaluate(R.addition_problems(1, 2), lambda ps: ps, mode="socratic")
 
 
+def test_addition_problems_stream_names_the_random_stream():
+    """The model cards (family_eval, stream "addition") and the lectures (the default stream) draw the same task
+    from two seeded streams: same stream and seed -> same problems; another stream -> other numbers, same shape."""
+    lecture = R.addition_problems(3, 6, shots=2, seed=0)
+    cards = R.addition_problems(3, 6, shots=2, seed=0, stream="addition")
+    assert cards == R.addition_problems(3, 6, shots=2, seed=0, stream="addition") and cards != lecture
+    assert all(len(p.demos) == 2 and sum(map(int, p.question.split("+"))) == p.answer
+               and all(len(x) == 3 for x in p.question.split("+")) for p in cards)
+
+
 def test_worked_examples_and_training_pairs():
     demos = R.worked_examples(5, 6, seed=2)
     assert demos == R.worked_examples(5, 6, seed=2) and demos != R.worked_examples(5, 6, seed=3)
@@ -268,6 +279,29 @@ def test_sampler_is_reproducible_and_errors(embedded):
         R.greedy(model, tok, max_new_tokens=40)(prompts)
     with pytest.raises(ConfigError):
         R.sampler(model, tok, temperature=-1)
+
+
+def test_generator_seeds_its_ith_call_and_is_what_greedy_and_sampler_are(embedded):
+    """prompting.generator is the one generate function: its i-th sampling call is seed * 100_003 + i, then
+    prompting.generate (so lecture 02's chains keep their texts); at temperature 0 it is plain greedy generate."""
+    from course_lib import prompting
+
+    model, tok = embedded
+    prompts = [R.cot_prompt(p.question, p.demos) for p in R.addition_problems(2, 3, seed=1)]
+    gen = prompting.generator(model, tok, temperature=3.0, seed=2, max_new_tokens=40)
+    first, second = gen(prompts), gen(prompts)
+    expected = []
+    for i in range(2):
+        torch.manual_seed(2 * 100_003 + i)
+        expected.append(prompting.generate(model, tok, prompts, temperature=3.0, max_new_tokens=40))
+    assert [first, second] == expected and first != second and all(first)
+    assert R.sampler(model, tok, temperature=3.0, seed=2, max_new_tokens=40)(prompts) == first
+    greedy = prompting.generate(model, tok, prompts, max_new_tokens=40)
+    assert prompting.generator(model, tok, max_new_tokens=40)(prompts) == greedy == \
+        R.greedy(model, tok, max_new_tokens=40)(prompts) != first
+    for bad in (-0.5, True, "hot"):
+        with pytest.raises(ConfigError, match="temperature"):
+            prompting.generator(model, tok, temperature=bad)
 
 
 def test_cot_beats_direct_on_the_embedded_model(embedded):

@@ -39,7 +39,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..devices import to_device
 from ..errors import ConfigError
 from .targets import find_targets, is_linear, linear_names, linear_shape, set_module
 
@@ -390,41 +389,6 @@ def rank_error_curve(delta_or_singular_values: torch.Tensor, max_rank: int | Non
     s = singular_values(s) if s.dim() == 2 else s
     n = min(len(s), max_rank) if max_rank else len(s)
     return [rank_r_error(s, r) for r in range(n + 1)]
-
-
-@torch.no_grad()
-def forward_latency_samples(models: dict, inputs: dict, repeats: int = 20, warmup: int = 3) -> dict[str, list[float]]:
-    """Wall time of each of ``repeats`` forward passes, in milliseconds, for each model in ``models``.
-
-    The models run interleaved (one pass of each per round), so a machine that gets busier during the
-    measurement slows all of them alike; the spread of the samples says how noisy the machine is.
-    ``inputs``: keyword arguments of the forward (``input_ids``, ...), moved to each model's device first.
-    """
-    import time
-
-    times = {name: [] for name in models}
-    placed = {name: to_device(inputs, model) for name, model in models.items()}
-    for model in models.values():
-        model.eval()
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            for name, model in models.items():
-                if next(model.parameters()).is_cuda:
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                model(**placed[name])
-                if next(model.parameters()).is_cuda:
-                    torch.cuda.synchronize()
-                if i >= warmup:
-                    times[name].append(1000 * (time.perf_counter() - t0))
-    return times
-
-
-def forward_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int = 3) -> dict[str, float]:
-    """Median of :func:`forward_latency_samples`: one number per model, in milliseconds."""
-    import statistics
-
-    return {name: statistics.median(t) for name, t in forward_latency_samples(models, inputs, repeats, warmup).items()}
 
 
 # --- the method protocol (course_lib.methods.catalog) ---------------------------------------------

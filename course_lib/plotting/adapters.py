@@ -51,14 +51,17 @@ def plot_method_comparison(results: dict[str, dict], baseline: float | None = No
 
 
 def plot_inference_cost(timings: dict[str, list[float]], ax=None):
-    """Median forward time per batch (ms) with the spread of repeats, one bar per model variant."""
+    """Median forward time per batch (ms) with the spread (min to max) of repeats, one bar per model variant.
+
+    ``timings``: milliseconds per pass for each variant, as :func:`course_lib.timing.forward_latency_samples`
+    returns them."""
     import statistics
 
     ax = axes(ax, (6, 3.4))
     names = list(timings)
-    med = [1000 * statistics.median(timings[n]) for n in names]
-    lo = [m - 1000 * min(timings[n]) for m, n in zip(med, names)]
-    hi = [1000 * max(timings[n]) - m for m, n in zip(med, names)]
+    med = [statistics.median(timings[n]) for n in names]
+    lo = [m - min(timings[n]) for m, n in zip(med, names)]
+    hi = [max(timings[n]) - m for m, n in zip(med, names)]
     ax.bar(names, med, yerr=[lo, hi], capsize=4, color=[f"C{i}" for i in range(len(names))])
     ax.set_ylabel("forward pass per batch (ms, median)")
     ax.set_title("Inference cost: extra modules vs merged weights")
