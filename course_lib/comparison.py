@@ -198,7 +198,9 @@ class Capstone:
             peak = measure_training_step(probe, batch, lr=lr).peak
             del probe
         torch.manual_seed(config.seed)
-        result = train(tuned, self.tokenizer, task, TrainConfig(**{**asdict(config), "lr": lr, "eval_every": 0}),
+        # eval_examples=0: no validation pass at the end of training; the row's accuracy is on the test split below
+        result = train(tuned, self.tokenizer, task,
+                       TrainConfig(**{**asdict(config), "lr": lr, "eval_every": 0, "eval_examples": 0}),
                        progress=self.progress)
         return {"method": method, "label": LABELS.get(method, method), "trainable": result.trainable,
                 "formula": formula, "base_parameters": self.base_parameters,

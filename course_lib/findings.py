@@ -13,15 +13,40 @@ measured instead. Every finding carries the measurement it rests on, so the read
 The helpers below are the conditions lectures use: :func:`increasing`, :func:`separated` (two
 measurements whose spreads do not overlap), :func:`at_ceiling`, :func:`spread` and
 :func:`entropy_bits`. Importing this module does no work.
+
+Checking a lecture against its findings
+---------------------------------------
+:func:`show` (and a :class:`Report` or :class:`Finding` left as a cell's value) displays the Markdown
+text together with a machine-readable copy under the MIME type :data:`MIME_TYPE`: every finding's claim,
+``holds``, measurement, fallback, the text shown and its ``key``. :func:`check_notebook` reads an
+executed notebook and returns every contradiction between what it says and what it measured:
+
+* a finding whose shown text is not the one its condition selects (the claim when it holds, else the
+  fallback), e.g. an output edited by hand or a stale copy;
+* prose that states a result the run did not show: a Markdown cell that cites a finding with the
+  comment ``<!-- finding: KEY -->`` (invisible when rendered) while that finding does not hold, or
+  cites a key that no finding of the run has; and a Markdown cell that repeats, word for word, the
+  claim of a finding that does not hold.
+
+``tests/test_notebooks.py`` runs it on every executed lecture, so a new finding is checked by
+adding it to a lecture, without touching the test.
 """
 from __future__ import annotations
 
 import math
+import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 from .errors import ConfigError
+
+#: The MIME type under which :func:`show` records its findings in a notebook's output, next to the Markdown.
+MIME_TYPE = "application/vnd.course.findings+json"
+
+#: How a Markdown cell says that a sentence relies on a finding of the run: ``<!-- finding: KEY -->``.
+CITATION = re.compile(r"<!--\s*finding:\s*([A-Za-z0-9_.\-]+)\s*-->")
+_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 @dataclass(frozen=True)
@@ -32,33 +57,53 @@ class Finding:
     holds: bool
     measured: str
     otherwise: str
+    key: str = ""   # the name prose cites it by, ``<!-- finding: KEY -->`` (empty: not cited)
 
     @property
     def text(self) -> str:
         """The sentence to show: the claim or the fallback, followed by the measurement in parentheses."""
-        sentence = self.claim if self.holds else self.otherwise
-        sentence = sentence[:1].upper() + sentence[1:]
-        return f"{sentence.rstrip('.')} (measured: {self.measured})." if self.measured else f"{sentence.rstrip('.')}."
+        return render(self.claim if self.holds else self.otherwise, self.measured)
+
+    def record(self) -> dict:
+        """The machine-readable form stored under :data:`MIME_TYPE`: the fields and the text shown."""
+        return {**asdict(self), "text": self.text}
 
     def _repr_markdown_(self) -> str:
         return self.text
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return report(self)._repr_mimebundle_(include, exclude)
 
     def __str__(self) -> str:
         return self.text
 
 
-def finding(claim: str, holds: bool, measured: str = "", otherwise: str | None = None) -> Finding:
-    """A :class:`Finding`; ``otherwise`` defaults to "Not shown by this run: <claim>"."""
+def render(sentence: str, measured: str) -> str:
+    """A finding's sentence as shown: capitalised, then the measurement in parentheses, then a full stop."""
+    sentence = sentence[:1].upper() + sentence[1:]
+    return f"{sentence.rstrip('.')} (measured: {measured})." if measured else f"{sentence.rstrip('.')}."
+
+
+def finding(claim: str, holds: bool, measured: str = "", otherwise: str | None = None, *, key: str = "") -> Finding:
+    """A :class:`Finding`; ``otherwise`` defaults to "Not shown by this run: <claim>".
+
+    ``key`` names the finding for prose that relies on it: a Markdown cell containing
+    ``<!-- finding: KEY -->`` states the claim as a result of the lecture, and :func:`check_notebook`
+    fails the lecture when that finding does not hold in the executed notebook.
+    """
     if not isinstance(claim, str) or not claim.strip():
         raise ConfigError(f"a finding needs a non-empty claim, got {claim!r}",
                           "pass the sentence to render when the condition holds")
+    if key and not _KEY.match(key):
+        raise ConfigError(f"a finding's key must be letters, digits, '.', '_' or '-', got {key!r}",
+                          "use a short slug such as key='lora-vs-full'")
     if not isinstance(holds, bool):
         # numpy and one-element torch booleans are accepted; a list or a string is a mistake
         if type(holds).__name__ not in ("bool", "bool_", "Tensor") or getattr(holds, "ndim", 0) != 0:
             raise ConfigError(f"holds must be a bool, got {type(holds).__name__} {holds!r}",
                               "pass the result of a comparison, e.g. holds=a > b")
         holds = bool(holds)
-    return Finding(claim, holds, measured, otherwise if otherwise is not None else f"not shown by this run: {claim}")
+    return Finding(claim, holds, measured, otherwise if otherwise is not None else f"not shown by this run: {claim}", key)
 
 
 @dataclass(frozen=True)
@@ -75,6 +120,11 @@ class Report:
 
     def _repr_markdown_(self) -> str:
         return self.text
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """Markdown for the reader, plain text for a terminal, and the findings for :func:`check_notebook`."""
+        return {"text/markdown": self.text, "text/plain": self.text,
+                MIME_TYPE: {"title": self.title, "findings": [f.record() for f in self.findings]}}
 
     def __str__(self) -> str:
         return self.text
@@ -98,9 +148,9 @@ def show(*findings: Finding, title: str = "") -> None:
     rep = report(*findings, title=title)
     try:
         from IPython import get_ipython
-        from IPython.display import Markdown, display
+        from IPython.display import display
         if get_ipython() is not None:
-            display(Markdown(rep.text))
+            display(rep._repr_mimebundle_(), raw=True)
             return
     except ImportError:
         pass
@@ -164,3 +214,60 @@ def entropy_bits(frequencies: Iterable[float]) -> float:
 def pct(x: float, digits: int = 0) -> str:
     """A fraction as a percentage string: ``pct(0.934) == '93%'``."""
     return f"{100 * float(x):.{digits}f}%"
+
+
+# --- checking an executed notebook against its findings --------------------------------------------
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().replace("*", "").split()).rstrip(".")
+
+
+def notebook_findings(nb) -> list[dict]:
+    """Every finding an executed notebook recorded (:data:`MIME_TYPE` outputs), in order, with its cell index."""
+    out = []
+    for index, cell in enumerate(nb["cells"]):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = output.get("data", {}) if output.get("output_type") in ("display_data", "execute_result") else {}
+            if MIME_TYPE in data:
+                shown = data.get("text/markdown", "")
+                shown = shown if isinstance(shown, str) else "".join(shown)   # nbformat's JSON splits lines
+                out += [{**f, "cell": index, "shown": shown} for f in data[MIME_TYPE]["findings"]]
+    return out
+
+
+def check_notebook(nb) -> list[str]:
+    """Contradictions between an executed notebook's text and its findings; an empty list when there are none.
+
+    ``nb`` is the notebook as read by ``nbformat.read`` (or ``json.load``). See the module docstring for
+    what is checked. A notebook without findings and without citations passes.
+    """
+    problems, found = [], notebook_findings(nb)
+    by_key: dict[str, dict] = {}
+    for f in found:
+        where = f"cell {f['cell']}"
+        expected = render(f["claim"] if f["holds"] else f["otherwise"], f["measured"])
+        if f["text"] != expected or expected not in f["shown"]:
+            problems.append(f"{where}: the finding {f['claim']!r} shows {f['shown']!r}, but its condition "
+                            f"({'holds' if f['holds'] else 'does not hold'}) selects {expected!r}")
+        if f.get("key"):
+            if f["key"] in by_key:
+                problems.append(f"{where}: two findings have the key {f['key']!r}; prose could cite either")
+            by_key[f["key"]] = f
+    for index, cell in enumerate(nb["cells"]):
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        for key in CITATION.findall(source):
+            if key not in by_key:
+                problems.append(f"cell {index}: the prose cites the finding {key!r}, which no finding of this run has "
+                                f"(keys: {', '.join(sorted(by_key)) or 'none'})")
+            elif not by_key[key]["holds"]:
+                f = by_key[key]
+                problems.append(f"cell {index}: the prose relies on {f['claim']!r} (finding {key!r}), which this run "
+                                f"does not show: {f['text']}")
+        prose = _normalise(CITATION.sub("", source))
+        for f in found:
+            if not f["holds"] and len(f["claim"]) >= 20 and _normalise(f["claim"]) in prose:
+                problems.append(f"cell {index}: the prose states {f['claim']!r}, which the finding in cell {f['cell']} "
+                                f"does not show: {f['text']}")
+    return problems

@@ -81,10 +81,15 @@ LEARNING_RATES = {
 
 #: Optimiser steps per runtime and purpose where a run is shorter or longer than ``budget.train_steps``
 #: (:meth:`Runtime.train_steps`): lecture 02's fine-tuning on worked sums, the dense model exercise 03
-#: prunes, the QLoRA run of exercise 05. On the embedded runtime they keep each notebook within minutes.
+#: prunes, the QLoRA run of exercise 05; lecture 04's sweep runs (``"lora_sweep"``, also the second task's
+#: adapter), its AdaLoRA run (``"adalora"``) and its step-by-step check against peft (``"library_check"``:
+#: equal losses show after a few steps); lecture 06's comparison runs (``"prompt_sweep"``) and its two task
+#: prefixes of the one-batch-many-tasks demo (``"prefix_tasks"``). On the embedded runtime they keep each
+#: notebook within 3 minutes.
 TRAIN_STEPS = {
-    "embedded": {"worked_sums": 100, "pruning_exercise": 100, "qlora_exercise": 60},
-    "gpu": {"worked_sums": 150},
+    "embedded": {"worked_sums": 100, "pruning_exercise": 100, "qlora_exercise": 60,
+                 "lora_sweep": 75, "adalora": 40, "library_check": 20, "prompt_sweep": 50, "prefix_tasks": 75},
+    "gpu": {"worked_sums": 150, "lora_sweep": 300, "adalora": 300, "library_check": 50, "prompt_sweep": 200},
 }
 
 #: Models compared across scale on the GPU runtime (the embedded runtime compares the members it ships).

@@ -76,3 +76,80 @@ def test_spread_at_ceiling_entropy_pct():
     with pytest.raises(ConfigError):
         F.entropy_bits([0, 0])
     assert F.pct(0.934) == "93%" and F.pct(0.9345, 1) == "93.5%"
+
+
+# --- the machine-readable record and the notebook check --------------------------------------------
+
+def _executed(cells):
+    """A notebook as nbclient writes it: markdown cells, and code cells whose outputs are given mime bundles."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    for cell in cells:
+        if isinstance(cell, str):
+            nb.cells.append(nbformat.v4.new_markdown_cell(cell))
+        else:
+            nb.cells.append(nbformat.v4.new_code_cell("F.show(...)", outputs=[
+                nbformat.v4.new_output("display_data", data=bundle) for bundle in cell]))
+    nbformat.validate(nb)            # the custom MIME type is a valid notebook output
+    return nbformat.reads(nbformat.writes(nb), as_version=4)   # through the JSON on disk
+
+
+def test_report_bundle_carries_markdown_and_the_findings():
+    f = F.finding("LoRA is within 2 points of full fine-tuning", False, "LoRA 80%, full 90%", "LoRA lags", key="lora-vs-full")
+    bundle = F.report(f, title="T")._repr_mimebundle_()
+    assert bundle["text/markdown"] == bundle["text/plain"] == "**T**\n\n* LoRA lags (measured: LoRA 80%, full 90%)."
+    (rec,) = bundle[F.MIME_TYPE]["findings"]
+    assert rec == {"claim": f.claim, "holds": False, "measured": "LoRA 80%, full 90%", "otherwise": "LoRA lags",
+                   "key": "lora-vs-full", "text": "LoRA lags (measured: LoRA 80%, full 90%)."}
+    assert f._repr_mimebundle_()[F.MIME_TYPE]["findings"] == [rec]   # a finding left as a cell's value records too
+    with pytest.raises(ConfigError, match="key"):
+        F.finding("c", True, key="has spaces")
+
+
+def test_show_in_ipython_displays_the_bundle(monkeypatch):
+    import IPython
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    F.show(F.finding("a", True, "1", key="k"))
+    ((bundle, raw),) = shown
+    assert raw and bundle["text/markdown"] == "* A (measured: 1)." and bundle[F.MIME_TYPE]["findings"][0]["key"] == "k"
+
+
+def test_check_notebook_passes_prose_that_cites_findings_that_hold():
+    holds = F.finding("label words beat random initialisation", True, "label 80%, random 60%", key="init")
+    nb = _executed(["The soft prompt starts best from the label words <!-- finding: init -->.",
+                    [F.report(holds)._repr_mimebundle_()], "Plain prose, no result stated."])
+    assert F.notebook_findings(nb)[0]["key"] == "init"
+    assert F.check_notebook(nb) == []
+
+
+def test_a_contradicted_finding_fails_the_check():
+    contra = F.finding("label words beat random initialisation", False, "label 55%, random 60%",
+                       otherwise="random initialisation did as well", key="init")
+    bundle = F.report(contra)._repr_mimebundle_()
+    # prose that relies on it by citation
+    (problem,) = F.check_notebook(_executed(["Label words win <!-- finding: init -->.", [bundle]]))
+    assert "cell 0" in problem and "'init'" in problem and "does not show" in problem and "label 55%" in problem
+    # prose that repeats its claim word for word (case, emphasis and line breaks ignored)
+    (problem,) = F.check_notebook(_executed([[bundle], "So **label words\nbeat random initialisation**."]))
+    assert "cell 1" in problem and "states" in problem
+    # the same prose passes when the finding holds
+    holds = F.report(F.finding(contra.claim, True, "label 70%, random 60%", key="init"))._repr_mimebundle_()
+    assert F.check_notebook(_executed([[holds], "So label words beat random initialisation."])) == []
+
+
+def test_check_notebook_catches_stale_citations_duplicate_keys_and_edited_outputs():
+    a = F.report(F.finding("the merged model is not slower", True, "1 ms", key="merge"))._repr_mimebundle_()
+    problems = F.check_notebook(_executed(["As shown <!-- finding: gone -->.", [a, a]]))
+    assert any("'gone'" in p and "no finding" in p for p in problems)
+    assert any("two findings have the key 'merge'" in p for p in problems)
+    edited = dict(a, **{"text/markdown": "* The merged model is faster (measured: 1 ms)."})   # hand-edited output
+    (problem,) = F.check_notebook(_executed([[edited]]))
+    assert "selects" in problem
+    flipped = F.report(F.finding("x is fast", True, "1 ms"))._repr_mimebundle_()
+    flipped[F.MIME_TYPE]["findings"][0]["holds"] = False     # the text shown is not the one the condition selects
+    assert len(F.check_notebook(_executed([[flipped]]))) == 1
