@@ -318,7 +318,7 @@ def _register(cfg: GradingConfig, assignment: str) -> Path:
     if reg.returncode != 0:
         raise CourseError(f"cannot register {assignment} in the gradebook: {last_error(reg.stdout)}",
                           f"run `course check {assignment}`.")
-    template = cfg.root / "build" / "nbgrader" / "jobs" / assignment / "_template"
+    template = cfg.root / "build" / "nbgrader" / "jobs" / assignment / ".template"  # no learner folder starts with "."
     shutil.rmtree(template, ignore_errors=True)
     generate(cfg, [assignment], template)
     return template / "build" / "nbgrader" / "gradebook.db"
