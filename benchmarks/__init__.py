@@ -17,4 +17,5 @@ BENCHMARKS = {
     "notebooks": "benchmarks.notebook_times",
     "threads": "benchmarks.threads",
     "sandbox": "benchmarks.sandbox_overhead",
+    "grading": "benchmarks.grading_throughput",
 }

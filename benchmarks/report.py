@@ -109,6 +109,14 @@ def render(results: dict[str, dict]) -> str:
         lines.append(f"| Grading sandbox, one submission ({r['workload']}) | sandboxed/plain time "
                      f"{_iqr(r['ratio_sandboxed_to_plain'])}; {r['overhead_seconds']['median']:+.2f} s per submission | "
                      f"- | - | {_load(d)} |")
+    d = results.get("grading")
+    if d:
+        r = d["results"][0]
+        pm, p = r["submissions_per_minute"], r["projection"]
+        lines.append(f"| `course grade`, {r['workload']} | speed-up 2 vs 1 workers {_iqr(r['speedup_1_to_2_workers'], '{:.2f}')}; "
+                     f"{pm['1 worker']['median']:.2f} vs {pm['2 workers']['median']:.2f} submissions/min; 300 x 9: "
+                     f"{p['hours_one_2core_machine_2_workers']:.1f} h on 2 cores, {p['hours_64core_cluster_64_workers']:.2f} h "
+                     f"on 64 (projected) | >= 1.7x | {_yes(r['speedup_1_to_2_workers']['median'] >= 1.7)} | {_load(d)} |")
     d = results.get("memory")
     if d:
         lines += ["", f"**Training memory** (fp32, AdamW, batch {d['settings']['batch_size']} x "

@@ -129,8 +129,10 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     grading = _grading()
+    scheduler = args.scheduler or ("local" if args.dask else None)
     return grading.grade(Path(args.submissions), csv_path=Path(args.csv) if args.csv else None, runtime=args.runtime,
-                         sandbox=not args.no_sandbox)
+                         sandbox=not args.no_sandbox, workers=args.workers, students=args.student,
+                         only=args.assignment, force=args.force, scheduler=scheduler)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -208,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--csv", default=None, help="where to write the grades (default: build/grades.csv)")
     g.add_argument("--runtime", choices=("embedded", "gpu"), default="embedded", help=GRADING_RUNTIME_HELP)
     g.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX_HELP)
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="submissions graded at once (default: one per core; torch threads per kernel: cores // N)")
+    g.add_argument("--student", action="append", metavar="NAME", help="grade only this learner (repeatable)")
+    g.add_argument("--assignment", action="append", metavar="NAME", help="grade only this assignment (repeatable)")
+    g.add_argument("--force", action="store_true",
+                   help="regrade submissions an earlier run graded (default: skip those unchanged, i.e. resume)")
+    cl = g.add_mutually_exclusive_group()
+    cl.add_argument("--dask", action="store_true", help="run the jobs on a Dask LocalCluster of --workers processes")
+    cl.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run the jobs on a running Dask cluster, e.g. tcp://host:8786 (needs .[cluster])")
     g.set_defaults(func=cmd_grade)
     c = sub.add_parser("check", help="prove every assignment grades right (solution full, release zero, wrong answers lose)")
     c.add_argument("assignments", nargs="*")

@@ -117,6 +117,9 @@ def _check_sanity(r):
     assert {(row["condition"]) for row in rows} == {"idle", "busy"} and len(rows) == 4
     for row in rows:
         assert set(row["seconds"]) == {"1 thread", "2 threads"} and row["ratio_2_to_1"]["median"] > 0
+    grading = r["grading"]["results"][0]
+    assert grading["identical_csv_across_runs"], "grading the same class twice must give the same CSV"
+    assert grading["speedup_1_to_2_workers"]["median"] > 0 and grading["projection"]["hours_one_2core_machine_2_workers"] > 0
 
 
 def test_stats_quartiles():

@@ -137,12 +137,10 @@ def test_lint_flags_test_cell_traps():
     assert any("(load_answer): has outputs" in p for p in problems), problems
 
 
-def test_grade_mixed_submissions(tmp_path, monkeypatch, sandbox_flags):
-    """Solution 7/7, blank 0/7, wrong answers + monkeypatch 2/7, interrupt-proof loop loses part 2 only."""
-    from course_lib.cli import main
-
-    root = _course_copy(tmp_path, monkeypatch)
-    cfg = root / "nbgrader_config.py"  # a short limit for the cell that will hang
+def _mixed_class(tmp_path: Path, root: Path) -> Path:
+    """A class of 5 in SUBMISSIONS/<student>/00_warmup: honest (ann), blank (bob), wrong answers + a monkeypatch
+    (cat), an interrupt-proof endless loop (dan), ``os._exit`` in an answer (eve)."""
+    cfg = root / "nbgrader_config.py"  # a short limit for the cells that will hang
     cfg.write_text(cfg.read_text() + '\nCELL_TIMEOUTS["count_answer"] = 10\n')
     src, rel = _source(root), nbformat.read(root / "exercises" / A / f"{A}.ipynb", as_version=4)
     answers = {gid: solution_body(find_cell(src, gid)[1].source)
@@ -165,21 +163,102 @@ def test_grade_mixed_submissions(tmp_path, monkeypatch, sandbox_flags):
                        "    loss.backward()\n    optimizer.step()\n    return loss.item()")
     submit("dan", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
            count_answer="while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass")
+    submit("eve", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
+           count_answer="import os\nos._exit(3)")
+    return tmp_path / "submissions"
+
+
+def _graded_class(root: Path, out_csv: Path):
+    from course_lib.grading.config import COURSE_ID
+    from course_lib.grading.grader import gradebook_contents
+
+    rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
+    return rows, gradebook_contents(root, COURSE_ID)
+
+
+def test_grade_a_class_with_1_and_2_workers_gives_the_same_gradebook(tmp_path, monkeypatch, capsys, sandbox_flags):
+    """Serial and parallel grading of a mixed class agree (CSV and gradebook); a rerun resumes (grades nothing),
+    ``--student`` with ``--force`` regrades that learner alone; hostile learners cost only their own parts."""
+    from course_lib.cli import main
+
+    root = _course_copy(tmp_path, monkeypatch)
+    subs = _mixed_class(tmp_path, root)
     out_csv = tmp_path / "grades.csv"
     t0 = time.time()
-    assert main(["grade", str(tmp_path / "submissions"), "--csv", str(out_csv), *sandbox_flags]) == 0
-    print(f"graded 4 submissions in {time.time() - t0:.0f} s")
-    rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
-    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 2, "dan": 5}
+    assert main(["grade", str(subs), "--csv", str(out_csv), "--workers", "1", *sandbox_flags]) == 0
+    serial_s = time.time() - t0
+    out = capsys.readouterr().out
+    rows, book = _graded_class(root, out_csv)
+    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 2, "dan": 5, "eve": 5}
     assert all(r["max_score"] == "7" and r["graded"] == "yes" for r in rows.values())
-    assert "count_answer replaced by an error" in rows["dan"]["notes"]
+    assert "count_answer replaced by an error" in rows["dan"]["notes"] and "did not finish" in rows["dan"]["notes"]
+    assert "count_answer replaced by an error" in rows["eve"]["notes"] and "killed the kernel" in rows["eve"]["notes"]
+    assert "5 submission(s) to grade on 1 local worker(s)" in out and "graded 5 of 5 submission(s)" in out
+    assert set(book) == {(A, s) for s in rows}
     from course_lib.grading.checker import html_text
 
-    feedback = root / rows["cat"]["feedback"]
-    text = html_text(feedback)  # what the learner reads (the page's CSS names a "Generic.Traceback" style)
+    text = html_text(root / rows["cat"]["feedback"])  # what the learner reads
     # the messages of the failed tests (a hidden one in count_tests, a visible one in step_tests) ...
     assert "count only parameters with requires_grad=True" in text and "three steps should lower the loss" in text
     assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself
+
+    t0 = time.time()
+    assert main(["grade", str(subs), "--csv", str(out_csv), "--workers", "2", "--force", *sandbox_flags]) == 0
+    print(f"5 submissions: {serial_s:.0f} s with 1 worker, {time.time() - t0:.0f} s with 2")
+    assert "5 submission(s) to grade on 2 local worker(s)" in capsys.readouterr().out
+    assert _graded_class(root, out_csv) == (rows, book)
+
+    assert main(["grade", str(subs), "--csv", str(out_csv), "--workers", "2", *sandbox_flags]) == 0  # resume: all done
+    assert "0 submission(s) to grade" in capsys.readouterr().out and _graded_class(root, out_csv) == (rows, book)
+    assert main(["grade", str(subs), "--csv", str(out_csv), "--student", "bob", "--force", *sandbox_flags]) == 0
+    out = capsys.readouterr().out
+    assert "1 submission(s) to grade" in out and "4 already graded" in out
+    assert _graded_class(root, out_csv) == (rows, book)
+
+
+def test_grade_options_are_checked(tmp_path, monkeypatch, capsys):
+    from course_lib.cli import main
+
+    _course_copy(tmp_path, monkeypatch)
+    (tmp_path / "subs" / "ann" / A).mkdir(parents=True)
+    shutil.copy2(REPO / "exercises" / A / f"{A}.ipynb", tmp_path / "subs" / "ann" / A)
+    assert main(["grade", str(tmp_path / "subs"), "--workers", "0", "--no-sandbox"]) == 2
+    assert "--workers 0" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "subs"), "--student", "zed", "--no-sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert "--student zed: not among the submissions (ann)" in err and "How to fix" in err
+    assert main(["grade", str(tmp_path / "subs"), "--assignment", "07_adapters", "--no-sandbox"]) == 2
+    assert f"--assignment 07_adapters: not among the submissions ({A})" in capsys.readouterr().err
+
+
+def test_grade_on_a_dask_local_cluster(tmp_path, monkeypatch, sandbox_flags):
+    """The same jobs on a Dask LocalCluster of 2 worker processes: the same grades, one gradebook."""
+    pytest.importorskip("distributed")
+    from course_lib.cli import main
+    from course_lib.grading.config import COURSE_ID
+    from course_lib.grading.grader import gradebook_contents
+
+    root = _course_copy(tmp_path, monkeypatch)
+    for student, kind in (("ann", "solutions"), ("bob", "exercises")):
+        (tmp_path / "subs" / student / A).mkdir(parents=True)
+        shutil.copy2(root / kind / A / f"{A}.ipynb", tmp_path / "subs" / student / A)
+    out_csv = tmp_path / "grades.csv"
+    assert main(["grade", str(tmp_path / "subs"), "--csv", str(out_csv), "--dask", "--workers", "2", *sandbox_flags]) == 0
+    assert {r["student"]: r["score"] for r in csv.DictReader(out_csv.open())} == {"ann": "7", "bob": "0"}
+    book = gradebook_contents(root, COURSE_ID)
+    assert set(book) == {(A, "ann"), (A, "bob")}
+    assert sum(g["auto_score"] for g in book[(A, "ann")]["notebooks"][A]["grades"].values()) == 7
+
+
+def test_dask_missing_says_what_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from course_lib.cli import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask.distributed were not installed
+    assert main(["grade", str(tmp_path), "--scheduler", "tcp://127.0.0.1:1", "--no-sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert "'distributed'" in err and "pip install -e '.[cluster]'" in err
 
 
 def test_grade_reports_ungradable_submissions(tmp_path, monkeypatch, capsys, sandbox_flags):
