@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from course_lib.grading.checker import TEST_PRINTER
 from course_lib.grading.notebook import find_cell, solution_body
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,8 +139,9 @@ def test_lint_flags_test_cell_traps():
 
 
 def _mixed_class(tmp_path: Path, root: Path) -> Path:
-    """A class of 5 in SUBMISSIONS/<student>/00_warmup: honest (ann), blank (bob), wrong answers + a monkeypatch
-    (cat), an interrupt-proof endless loop (dan), ``os._exit`` in an answer (eve)."""
+    """A class of 5 in SUBMISSIONS/<student>/00_warmup: honest with edited points and a made-up graded cell (ann),
+    blank (bob), wrong answers + a monkeypatch + printing every test cell's source (cat), an interrupt-proof
+    endless loop (dan), ``os._exit`` in an answer (eve)."""
     cfg = root / "nbgrader_config.py"  # a short limit for the cells that will hang
     cfg.write_text(cfg.read_text() + '\nCELL_TIMEOUTS["count_answer"] = 10\n')
     src, rel = _source(root), nbformat.read(root / "exercises" / A / f"{A}.ipynb", as_version=4)
@@ -155,8 +157,14 @@ def _mixed_class(tmp_path: Path, root: Path) -> Path:
         nbformat.write(nb, d / f"{A}.ipynb")
 
     submit("ann", **answers)
+    ann = tmp_path / "submissions" / "ann" / A / f"{A}.ipynb"   # honest answers, hand-edited grading metadata
+    nb = nbformat.read(ann, as_version=4)
+    find_cell(nb, "count_tests")[1].metadata.nbgrader["points"] = 100
+    nb.cells.append(nbformat.v4.new_code_cell("print('bonus')", metadata={"nbgrader": {
+        "grade": True, "grade_id": "bonus_tests", "points": 50, "locked": True, "solution": False, "schema_version": 3}}))
+    nbformat.write(nb, ann)
     submit("bob")
-    submit("cat", load_answer=answers["load_answer"],
+    submit("cat", load_answer=TEST_PRINTER + answers["load_answer"],
            count_answer="def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())",
            step_answer="import torch\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
                        "def training_step(model, batch, optimizer):\n    loss = model(**batch).loss\n"
@@ -200,7 +208,11 @@ def test_grade_a_class_with_1_and_2_workers_gives_the_same_gradebook(tmp_path, m
     text = html_text(root / rows["cat"]["feedback"])  # what the learner reads
     # the messages of the failed tests (a hidden one in count_tests, a visible one in step_tests) ...
     assert "count only parameters with requires_grad=True" in text and "three steps should lower the loss" in text
-    assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself
+    assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself,
+    assert "output not shown in feedback" in text                  # though cat printed every test cell
+    assert "grading metadata was edited (points 100 -> " in rows["ann"]["notes"]   # honest marks, edits named
+    assert "('bonus_tests') is not a cell of the release" in rows["ann"]["notes"]
+    assert not any("metadata" in rows[s]["notes"] for s in rows if s != "ann")
 
     t0 = time.time()
     assert main(["grade", str(subs), "--csv", str(out_csv), "--workers", "2", "--force", *sandbox_flags]) == 0

@@ -38,6 +38,7 @@ from pathlib import Path
 from ..errors import ConfigError, CourseError
 from .config import GradingConfig, assignments, last_error, load_config, nbgrader
 from .execute import run_steps, solution_steps
+from .intake import normalize
 from .notebook import grade_id, is_solution
 
 STOPPED = ('raise RuntimeError("The grader stopped this cell: {why}. It was replaced by this error so that the '
@@ -229,6 +230,23 @@ def grade_submission(job: Job) -> dict:
     return {"outcome": asdict(out), "grades": grades, "seconds": time.time() - t0}
 
 
+def _take_in(job: Job, dst: Path) -> list[str]:
+    """Write the submission to ``dst`` with its grading structure taken from the release
+    (:func:`.intake.normalize`); the notes say what the learner had changed. A file that is not a
+    notebook is copied as it is, and nbgrader reports it."""
+    import nbformat
+
+    release = Path(job.template).parents[2] / "exercises" / job.assignment / f"{job.assignment}.ipynb"
+    try:
+        submitted = nbformat.read(job.notebook, as_version=4)
+        fixed, notes = normalize(submitted, nbformat.read(release, as_version=4))
+    except Exception:  # unreadable JSON, a foreign format: nbgrader's own error names it
+        shutil.copy2(job.notebook, dst)
+        return []
+    nbformat.write(fixed, dst)
+    return notes
+
+
 def _autograde(job: Job) -> tuple[Outcome, dict | None]:
     import nbformat
     from nbgrader.api import Gradebook
@@ -238,7 +256,7 @@ def _autograde(job: Job) -> tuple[Outcome, dict | None]:
     shutil.rmtree(scratch, ignore_errors=True)
     dst = _nbdir(scratch, "submitted", job.student, job.assignment)
     dst.mkdir(parents=True)
-    shutil.copy2(job.notebook, dst / f"{job.assignment}.ipynb")
+    intake_notes = _take_in(job, dst / f"{job.assignment}.ipynb")
     shutil.copy2(job.template, scratch / "build" / "nbgrader" / "gradebook.db")
     src = nbformat.read(cfg.root / "solutions" / job.assignment / f"{job.assignment}.ipynb", as_version=4)
     proc = nbgrader(["autograde", job.assignment, f"--student={job.student}", "--force"], cfg, nb_root=scratch,
@@ -247,6 +265,7 @@ def _autograde(job: Job) -> tuple[Outcome, dict | None]:
         out = Outcome(job.student, job.assignment, graded=True)
     else:
         out = rescue(cfg, job.student, job.assignment, proc.stdout, root=scratch)
+    out.notes[:0] = intake_notes
     if not out.graded:
         return out, None
     fb = nbgrader(["generate_feedback", job.assignment, f"--student={job.student}", "--force"], cfg,
