@@ -22,6 +22,12 @@ the outcome, its grades and the SHA-256 of the submission and of the source note
 a submission whose record matches (the same notebook graded against the same tests), so an interrupted
 run goes on where it stopped; ``--force`` regrades. ``--student``/``--assignment`` grade only those; the
 CSV always lists every submission of SUBMISSIONS that has a grade.
+
+Before nbgrader sees a submission, its grading structure (graded cells, ids, points, kernelspec) is taken
+from the release (:mod:`.intake`); what the learner had changed is reported in that learner's notes.
+
+Why one module of this length: a job, its rescue, the records it resumes from and the merge into the one
+gradebook share the job's paths and the exported-grades format; split, each part would restate them.
 """
 from __future__ import annotations
 
