@@ -81,17 +81,48 @@ def embedded_model():
     return load_model("embedded")
 
 
-# The longest tests (a `course check` runs one assignment's whole proof: ~2-19 min; a lecture runs 1-5 min)
-# go first, the longest first, so the two workers finish together instead of one running the last long
-# test alone (CI measured `course check 08` at 1142 s as the final test while the other worker idled).
-_LONG_FIRST = ("tests/test_assignments.py::test_course_check", "tests/test_notebooks.py::test_lecture_runs_top_to_bottom",
-               "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu")
+# Long tests, with their seconds in CI (2 workers on 2 cores, the durations list of a CI run; rough weights,
+# only used to balance the workers). pytest-xdist's worksteal scheduler (addopts) first gives each worker a
+# contiguous slice of the collected list, then moves tests from the *end* of the longest queue to an idle
+# worker. So the long tests are dealt out over the workers' slices by weight (longest first, each to the
+# least loaded slice) at the front of each slice, the short tests fill the slices up, and stealing evens out
+# the end with short tests. (Sorting them all to the front put every `course check` on one worker, in turn.)
+_LONG = {"tests/test_assignments.py::test_course_check[": {"08": 1018, "07": 479, "02": 343, "04": 294,
+                                                           "03": 286, "06": 273, "05": 241, "01": 218, "00": 109},
+         "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"04": 257, "06": 253, "08": 235, "07": 152,
+                                                                      "03": 128, "05": 108, "02": 95, "01": 77},
+         "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 170},
+         "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 390},
+         "tests/test_benchmarks.py::test_quick_run": {"": 220},
+         "tests/test_grading.py::test_grade_on_a_dask_local_cluster": {"": 120}}
+_DEFAULT_LONG = 40  # any other test under a prefix above (a guard run, a new lecture)
+
+
+def _weight(nodeid: str) -> float | None:
+    for prefix, known in _LONG.items():
+        if nodeid.startswith(prefix):
+            rest = nodeid[len(prefix):]
+            return next((w for key, w in known.items() if rest.startswith(key)), _DEFAULT_LONG)
+    return None
 
 
 def pytest_collection_modifyitems(session, config, items):
-    def rank(item):
-        for i, prefix in enumerate(_LONG_FIRST):
-            if item.nodeid.startswith(prefix):
-                return (i, tuple(-ord(c) for c in item.nodeid))   # later assignments/lectures are longer
-        return (len(_LONG_FIRST), ())
-    items.sort(key=rank)   # stable: every other test keeps its order
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    weighted = sorted(((w, i) for i, it in enumerate(items) if (w := _weight(it.nodeid)) is not None),
+                      key=lambda wi: (-wi[0], wi[1]))
+    lanes, load = [[] for _ in range(workers)], [0.0] * workers
+    for w, i in weighted:
+        lane = min(range(workers), key=lambda k: (load[k], k))
+        lanes[lane].append(items[i])
+        load[lane] += w
+    long_ids = {i for _, i in weighted}
+    short = [it for i, it in enumerate(items) if i not in long_ids]
+    ordered = []   # worksteal gives worker k the slice [k * len // workers, (k + 1) * len // workers)
+    for k, lane in enumerate(lanes):
+        end = len(items) if k == workers - 1 else (k + 1) * len(items) // workers
+        take = max(0, end - len(ordered) - len(lane))
+        ordered += lane + short[:take]
+        short = short[take:]
+    ordered += short
+    assert len(ordered) == len(items)
+    items[:] = ordered
