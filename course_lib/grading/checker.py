@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from ..errors import CourseError
-from .config import GradingConfig, assignments, last_error, load_config, nbgrader
+from .config import GradingConfig, assignments, gradebook_url, last_error, load_config, nbgrader
 from .execute import run_steps, solution_steps
 from .feedback import WITHHELD, short_error
 from .lint import lint
@@ -246,8 +246,7 @@ def autograde(cfg: GradingConfig, assignment: str, work: Path, source_nb, releas
     if proc.returncode != 0:
         problems.append(f"{assignment}: nbgrader autograde failed (rc {proc.returncode}): {last_error(proc.stdout)}")
     scores = {}
-    db = f"sqlite:///{work / 'build' / 'nbgrader' / 'gradebook.db'}"
-    with Gradebook(db, course_id=cfg.config.CourseDirectory.course_id) as gb:
+    with Gradebook(gradebook_url(work), course_id=cfg.config.CourseDirectory.course_id) as gb:
         for student in subs:
             if subs[student] is None:
                 continue

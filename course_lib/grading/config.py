@@ -121,6 +121,16 @@ def assignments(root: Path) -> list[str]:
         if base.is_dir() else []
 
 
+def gradebook_path(nb_root: Path) -> Path:
+    """Where nbgrader keeps the gradebook of the course (or scratch course) at ``nb_root``."""
+    return Path(nb_root) / "build" / "nbgrader" / "gradebook.db"
+
+
+def gradebook_url(nb_root: Path) -> str:
+    """:func:`gradebook_path` as the SQLAlchemy URL that nbgrader and its ``Gradebook`` take."""
+    return f"sqlite:///{gradebook_path(nb_root)}"
+
+
 def nbgrader(args: list[str], cfg: GradingConfig, nb_root: Path | None = None,
              timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` with the course config; ``nb_root`` redirects every directory and the
@@ -129,7 +139,7 @@ def nbgrader(args: list[str], cfg: GradingConfig, nb_root: Path | None = None,
     nb_root = Path(nb_root or cfg.root).resolve()
     (nb_root / "build" / "nbgrader").mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={nb_root}",
-           f"--CourseDirectory.db_url=sqlite:///{nb_root / 'build' / 'nbgrader' / 'gradebook.db'}"]
+           f"--CourseDirectory.db_url={gradebook_url(nb_root)}"]
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1",  # nbgrader runs `alembic` from PATH
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     proc = subprocess.Popen(cmd, cwd=cfg.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, CourseError
-from .config import GradingConfig, assignments, last_error, load_config, nbgrader
+from .config import GradingConfig, assignments, gradebook_path, gradebook_url, last_error, load_config, nbgrader
 from .execute import run_steps, solution_steps
 from .intake import normalize
 from .notebook import grade_id, is_solution
@@ -155,10 +155,6 @@ def rescue(cfg: GradingConfig, student: str, assignment: str, log: str, root: Pa
 
 
 # ------------------------------------------------------------------------------------ grades as plain data
-def _db(root: Path) -> str:
-    return f"sqlite:///{Path(root) / 'build' / 'nbgrader' / 'gradebook.db'}"
-
-
 def export_grades(gb, assignment: str, student: str) -> dict:
     """What the gradebook holds about one submission, as JSON-able data (no database ids): the learner,
     the submission's timestamp and extension, and per notebook its flags and every grade and comment."""
@@ -210,7 +206,7 @@ def gradebook_contents(root: Path, course_id: str) -> dict:
     """Every submission of the gradebook at ``root`` as {(assignment, student): export_grades(...)}."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(_db(root), course_id=course_id) as gb:
+    with Gradebook(gradebook_url(root), course_id=course_id) as gb:
         return {(a.name, s.student.id): export_grades(gb, a.name, s.student.id)
                 for a in gb.assignments for s in a.submissions}
 
@@ -263,7 +259,7 @@ def _autograde(job: Job) -> tuple[Outcome, dict | None]:
     dst = _nbdir(scratch, "submitted", job.student, job.assignment)
     dst.mkdir(parents=True)
     intake_notes = _take_in(job, dst / f"{job.assignment}.ipynb")
-    shutil.copy2(job.template, scratch / "build" / "nbgrader" / "gradebook.db")
+    shutil.copy2(job.template, gradebook_path(scratch))
     src = nbformat.read(cfg.root / "solutions" / job.assignment / f"{job.assignment}.ipynb", as_version=4)
     proc = nbgrader(["autograde", job.assignment, f"--student={job.student}", "--force"], cfg, nb_root=scratch,
                     timeout=_budget(cfg, src))
@@ -278,7 +274,7 @@ def _autograde(job: Job) -> tuple[Outcome, dict | None]:
                   nb_root=scratch, timeout=600)
     if fb.returncode != 0:
         out.notes.append(f"no feedback page: {last_error(fb.stdout)}")
-    with Gradebook(_db(scratch), course_id=cfg.config.CourseDirectory.course_id) as gb:
+    with Gradebook(gradebook_url(scratch), course_id=cfg.config.CourseDirectory.course_id) as gb:
         return out, export_grades(gb, job.assignment, job.student)
 
 
@@ -317,7 +313,7 @@ def _merge(cfg: GradingConfig, job: Job, result: dict, key: dict) -> Outcome:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(src), str(dst))
     if out.graded:
-        with Gradebook(_db(root), course_id=cfg.config.CourseDirectory.course_id) as gb:
+        with Gradebook(gradebook_url(root), course_id=cfg.config.CourseDirectory.course_id) as gb:
             import_grades(gb, a, s, result["grades"])
             sub = gb.find_submission(a, s)
             out.score, out.max_score = float(sub.score), float(sub.max_score)
@@ -346,7 +342,7 @@ def _register(cfg: GradingConfig, assignment: str) -> Path:
     template = cfg.root / "build" / "nbgrader" / "jobs" / assignment / ".template"  # no learner folder starts with "."
     shutil.rmtree(template, ignore_errors=True)
     generate(cfg, [assignment], template)
-    return template / "build" / "nbgrader" / "gradebook.db"
+    return gradebook_path(template)
 
 
 def _select(names: list[str] | None, what: str, known: list[str]) -> None:
