@@ -59,6 +59,19 @@ c.Execute.timeout_func = cell_timeout
 # so the learner loses that part only.
 c.Execute.interrupt_on_timeout = False
 
+# A test cell scores by its asserts. nbgrader alone would score it 0 for any stderr output, so a warning, a log
+# line or a progress bar from a correct answer would cost the part; the course shows that stderr to the learner
+# as labelled output instead (course_lib/grading/streams.py): nbgrader's own steps, with that one after Execute.
+def _autograde_steps():
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import Execute
+
+    steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
+    return steps[:steps.index(Execute) + 1] + ["course_lib.grading.streams.StderrIsOutput"] + steps[steps.index(Execute) + 1:]
+
+
+c.Autograde.autograde_preprocessors = _autograde_steps()
+
 # Feedback shows assertion messages but neither hidden tests nor tracebacks.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

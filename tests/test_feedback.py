@@ -53,3 +53,25 @@ def test_feedback_html_of_a_learner_who_prints_the_test_cell_shows_no_hidden_lin
     html, _ = HTMLExporter().from_notebook_node(nb)
     assert "_secret_reference" not in html and "HIDDEN TESTS" not in html
     assert "part 1 ok" in html and "output not shown in feedback" in html
+
+
+def test_stderr_of_a_test_cell_is_shown_not_scored_and_errors_still_cost_the_part():
+    """nbgrader's determine_grade scores a test cell 0 for any stderr output; after StderrIsOutput only an
+    error does, and the learner still sees the stderr text (labelled). Answer cells keep their stderr."""
+    from nbgrader.utils import determine_grade
+
+    from course_lib.grading.streams import LABEL, StderrIsOutput
+
+    noisy = new_output("stream", name="stderr", text="counting...\ndone\n")
+    passed = _graded([new_output("stream", name="stderr", text="answer cell log\n")],
+                     [noisy, new_output("stream", name="stdout", text="part 1 ok\n")])
+    assert determine_grade(passed.cells[1], None)[0] == 0   # nbgrader alone: the part is lost
+    nb, _ = StderrIsOutput().preprocess(passed, {})
+    answer, test = nb.cells
+    assert determine_grade(test, None) == (1, 1)
+    assert [(o.name, o.text) for o in test.outputs] == [("stdout", f"{LABEL}counting...\n{LABEL}done\n"),
+                                                        ("stdout", "part 1 ok\n")]
+    assert [(o.name, o.text) for o in answer.outputs] == [("stderr", "answer cell log\n")]
+    failed = _graded([], [noisy, new_output("error", ename="AssertionError", evalue="wrong", traceback=[])])
+    nb, _ = StderrIsOutput().preprocess(failed, {})
+    assert determine_grade(nb.cells[1], None)[0] == 0

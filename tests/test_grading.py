@@ -139,9 +139,10 @@ def test_lint_flags_test_cell_traps():
 
 
 def _mixed_class(tmp_path: Path, root: Path) -> Path:
-    """A class of 5 in SUBMISSIONS/<student>/00_warmup: honest with edited points and a made-up graded cell (ann),
-    blank (bob), wrong answers + a monkeypatch + printing every test cell's source (cat), an interrupt-proof
-    endless loop (dan), ``os._exit`` in an answer (eve)."""
+    """A class of 5 in SUBMISSIONS/<student>/00_warmup: honest with edited points, a made-up graded cell and a
+    right answer that writes to stderr when the tests call it (ann), blank (bob), a right answer behind a hook that
+    prints every test cell, a wrong answer and a monkeypatch, the two hostile cells refused unrun (cat), an
+    interrupt-proof endless loop (dan), ``os._exit`` in an answer (eve)."""
     cfg = root / "nbgrader_config.py"  # a short limit for the cells that will hang
     cfg.write_text(cfg.read_text() + '\nCELL_TIMEOUTS["count_answer"] = 10\n')
     src, rel = _source(root), nbformat.read(root / "exercises" / A / f"{A}.ipynb", as_version=4)
@@ -156,7 +157,10 @@ def _mixed_class(tmp_path: Path, root: Path) -> Path:
         d.mkdir(parents=True)
         nbformat.write(nb, d / f"{A}.ipynb")
 
-    submit("ann", **answers)
+    noisy = "import sys\n" + answers["count_answer"].replace(  # right, but logs to stderr when the tests call it
+        "    return total", "    print(f'counted {total:,} parameters', file=sys.stderr)\n    return total")
+    assert noisy != "import sys\n" + answers["count_answer"]
+    submit("ann", **{**answers, "count_answer": noisy})
     ann = tmp_path / "submissions" / "ann" / A / f"{A}.ipynb"   # honest answers, hand-edited grading metadata
     nb = nbformat.read(ann, as_version=4)
     find_cell(nb, "count_tests")[1].metadata.nbgrader["points"] = 100
@@ -197,7 +201,7 @@ def test_grade_a_class_with_1_and_2_workers_gives_the_same_gradebook(tmp_path, m
     serial_s = time.time() - t0
     out = capsys.readouterr().out
     rows, book = _graded_class(root, out_csv)
-    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 2, "dan": 5, "eve": 5}
+    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 0, "dan": 5, "eve": 5}
     assert all(r["max_score"] == "7" and r["graded"] == "yes" for r in rows.values())
     assert "count_answer replaced by an error" in rows["dan"]["notes"] and "did not finish" in rows["dan"]["notes"]
     assert "count_answer replaced by an error" in rows["eve"]["notes"] and "killed the kernel" in rows["eve"]["notes"]
@@ -206,11 +210,14 @@ def test_grade_a_class_with_1_and_2_workers_gives_the_same_gradebook(tmp_path, m
     from course_lib.grading.checker import html_text
 
     text = html_text(root / rows["cat"]["feedback"])  # what the learner reads
-    # the messages of the failed tests (a hidden one in count_tests, a visible one in step_tests) ...
-    assert "count only parameters with requires_grad=True" in text and "three steps should lower the loss" in text
-    assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself,
-    assert "output not shown in feedback" in text                  # though cat printed every test cell
+    # the message of a failed hidden test, and why two of cat's cells never ran (the grader's audit) ...
+    assert "count only parameters with requires_grad=True" in text and "The grader did not run this cell" in text
+    assert "_r_losses" not in text and "Traceback" not in text  # ... but not the hidden test itself
+    notes = rows["cat"]["notes"]
+    assert "(load_answer) not run, scored 0: line 1: get_ipython (kernel" in notes   # the test printer
+    assert "(step_answer) not run, scored 0: line 2: torch.allclose = ... (patching" in notes
     assert "grading metadata was edited (points 100 -> " in rows["ann"]["notes"]   # honest marks, edits named
+    assert "[stderr, not graded] counted" in html_text(root / rows["ann"]["feedback"])  # stderr shown, not scored
     assert "('bonus_tests') is not a cell of the release" in rows["ann"]["notes"]
     assert not any("metadata" in rows[s]["notes"] for s in rows if s != "ann")
 

@@ -105,3 +105,22 @@ def test_omp_num_threads_is_left_alone():
     code = ("import torch\nfrom course_lib.runtime import select_runtime\nrt = select_runtime()\n"
             "print(torch.get_num_threads(), rt.threads.source)")
     assert _fresh_python(code, OMP_NUM_THREADS="2") == "2 OMP_NUM_THREADS"
+
+
+def test_grading_kernels_share_the_usable_cpus_and_respect_a_thread_ceiling(monkeypatch):
+    """`course grade` gives each of N kernels cores // N threads, where cores counts the cgroup quota, and never
+    more than the grader's own environment allows (two graders side by side, each told OMP_NUM_THREADS=1)."""
+    from course_lib.grading import workers
+
+    monkeypatch.setattr(threads, "affinity", lambda: 8)
+    monkeypatch.setattr(threads, "cgroup_quota", lambda: 4.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    assert workers.cores() == 4
+    assert [workers.threads_per_kernel(n) for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert workers.threads_per_kernel(1) == 1
+    assert workers.thread_env(1) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COURSE_THREADS": "1"}
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv(threads.ENV_VAR, "3")
+    assert workers.threads_per_kernel(1) == 3 and workers.threads_per_kernel(2) == 2

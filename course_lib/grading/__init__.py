@@ -10,10 +10,14 @@ Both ``grade`` and ``check`` run every kernel in the grading sandbox (:mod:`.san
 no ``solutions/`` or gradebook, resource limits; ``--no-sandbox`` opts out, loudly), and pin the runtime first (``--runtime embedded``, the default: CPU, offline;
 ``--runtime gpu``: the GPU runtime with its own cell limits), see :func:`.config.grading_environment`.
 
+Before a submission runs, ``grade`` takes its grading structure from the release (:mod:`.intake`) and
+refuses, unrun, every cell that reaches for the grader (:mod:`.audit`); a test cell's stderr is shown, not
+scored (:mod:`.streams`).
+
 Modules: :mod:`.config` (loads and verifies ``nbgrader_config.py``, runs nbgrader), :mod:`.notebook`
 (cell roles, markers), :mod:`.execute` (cell-by-cell execution with time limits and recovery),
-:mod:`.lint`, :mod:`.feedback` (the feedback preprocessor), :mod:`.releasing`, :mod:`.grader`, :mod:`.workers`,
-:mod:`.checker`.
+:mod:`.lint`, :mod:`.intake`, :mod:`.audit`, :mod:`.streams`, :mod:`.feedback` (the feedback preprocessor),
+:mod:`.releasing`, :mod:`.grader`, :mod:`.workers`, :mod:`.checker`.
 """
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ For each assignment in ``solutions/``:
    ``NotImplementedError`` (and the ``NameError`` that follows from it);
 6. wrong answers: every entry of ``tests/wrong_answers/<assignment>.py``, plus an answer that raises, an
    endless loop and an interrupt-proof endless loop for every part, makes each test cell it names fail
-   (an error, or stderr output: nbgrader's rule). They run cheaply: the solution runs once in a kernel
+   (an error: stderr alone costs nothing, see :mod:`.streams`), or is refused unrun by the grader's audit
+   (:mod:`.audit`); every attack of :data:`.wrong.ATTACKS` and every forbidden import, put in front of each
+   part's correct answer, must be refused by the audit. The others run cheaply: the solution runs once in a kernel
    that forks at each answer cell (:mod:`.forkrun`); a child runs only the cells up to the last test
    cell it must fail, skipping the other test cells.
 
@@ -42,7 +44,8 @@ from .lint import lint
 from .notebook import (HIDDEN_BEGIN, HIDDEN_END, MARKER_LIKE, SOLUTION_BEGIN, SOLUTION_END, find_cell, grade_id,
                        hidden_secrets, is_solution, is_test, secret_lines)
 from .releasing import compare, generate
-from .wrong import Variant, generic_variants, load_bank
+from .audit import Auditor, refuse
+from .wrong import Variant, attack_variants, generic_variants, load_bank
 
 TRACEBACK_SIGNS = ("Traceback (most recent call last)", "-" * 40, "Cell In[", "<ipython-input-")
 STUDENTS = ("solution", "blank", "wrong")
@@ -133,14 +136,30 @@ def _plan(nb, v: Variant, cfg: GradingConfig) -> list[dict]:
     return plan
 
 
+def refused_by_audit(auditor: Auditor, v: Variant) -> list:
+    """What the grader's audit refuses in ``v``'s answer cell (empty: the grader would run it)."""
+    return auditor.cell(v.code, v.cell)
+
+
 def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Variant]) -> list[str]:
-    """Run the solution once; fork at each answer cell for the variants that replace it."""
+    """Judge the variants the audit refuses without running them (the grader never runs them: their part
+    scores 0); run the solution once and fork at each answer cell for the others."""
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError
 
     problems = []
     by_cell: dict[int, list[Variant]] = {}
+    auditor = Auditor(nb)
     for v in variants:
+        refused = [] if v.generic or v.control else refused_by_audit(auditor, v)
+        if v.attack and not refused:
+            problems.append(f"{assignment}: {v.name} in {v.cell} is not refused by the grader's audit, so it would "
+                            "run in the tests' kernel. Fix: extend course_lib/grading/audit.py to refuse it.")
+        if refused or v.attack:
+            continue
         by_cell.setdefault(find_cell(nb, v.cell)[0], []).append(v)
+    if not by_cell:
+        return problems
     work = copy.deepcopy(nb)
     for c in work.cells:
         if c.cell_type == "code":
@@ -174,7 +193,14 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
                     problems += judge(assignment, nb, v, results)
             if cell.cell_type == "code":
                 client.timeout = cfg.timeout_for(cell)
-                client.execute_cell(cell, i)
+                try:
+                    client.execute_cell(cell, i)
+                except CellTimeoutError:
+                    problems.append(f"{assignment}: the solution's cell {i} ({grade_id(cell) or 'no grade_id'}) did not "
+                                    f"finish within {client.timeout} s, so the wrong answers after it were not run. "
+                                    "Fix: on a busy machine run `course check` alone; otherwise raise that cell's "
+                                    "limit in nbgrader_config.py's CELL_TIMEOUTS.")
+                    break
     return problems
 
 
@@ -197,13 +223,13 @@ def judge(assignment: str, nb, v: Variant, results: list[dict]) -> list[str]:
                                 f"test cells skipped ({why[:200]}; stderr {r.get('stderr', '')[-120:]!r}). Fix: test "
                                 "cells must not depend on each other (define shared values in locked cells).")
             continue
-        failed = r["status"] != "ok" or r.get("stderr", "").strip()
-        if not failed:
+        if r["status"] == "ok":  # the grader's rule: only an error costs the points (stderr is shown, see .streams)
             how = ("Fix: add a test (hidden if it would give the answer away) that catches this mistake"
                    if not v.generic else "Fix: the tests must not pass when the answer cell defines nothing; "
                    "test what the answer must produce")
+            noisy = " (it only wrote to stderr, which costs no points)" if r.get("stderr", "").strip() else ""
             problems.append(f"{assignment}: wrong answer {v.name!r} in {v.cell} keeps the points of {test}: "
-                            f"its tests pass. {how}, or correct the entry's `fails`.")
+                            f"its tests pass{noisy}. {how}, or correct the entry's `fails`.")
         elif r["status"] == "error" and r["ename"] == "AssertionError" and not r["evalue"].strip():
             problems.append(f"{assignment}: wrong answer {v.name!r} fails {test} with an assert that has no message; "
                             "feedback would not tell the learner what is wrong. Fix: add a message to that assert.")
@@ -398,7 +424,9 @@ def check_assignment(cfg: GradingConfig, assignment: str, stages=STAGES) -> list
     first = {}
     for v in bank:
         first.setdefault(v.cell, v)
-    wrong_nb = _with_test_printer(_substitute(source_nb, list(first.values()))) if first else None
+    # what the grader would run of the bank's first mistakes: refused cells replaced (.audit), then the checker's
+    # own probe that prints every test cell, which the feedback must withhold
+    wrong_nb = _with_test_printer(refuse(_substitute(source_nb, list(first.values())), source_nb)[0]) if first else None
 
     if "autograde" in stages or "feedback" in stages:
         t = time.time()
@@ -415,10 +443,14 @@ def check_assignment(cfg: GradingConfig, assignment: str, stages=STAGES) -> list
                                                                       release_path.parent), time.time() - t)
     if "wrong" in stages:
         t = time.time()
-        variants = bank + generic_variants(source_nb)
+        attacks = attack_variants(source_nb)
+        variants = bank + generic_variants(source_nb) + attacks
+        auditor = Auditor(source_nb)
+        refused = sum(1 for v in bank if refused_by_audit(auditor, v))
         probs = bank_problems + run_wrong_answers(cfg, assignment, source_nb, variants)
-        rep.step(f"wrong answers lose their points ({len(bank)} from the bank + "
-                 f"{len(variants) - len(bank)} generic/control)", probs, time.time() - t)
+        rep.step(f"wrong answers lose their points ({len(bank)} from the bank, {refused} of them refused unrun; "
+                 f"{len(variants) - len(bank) - len(attacks)} generic/control; {len(attacks)} attacks refused)",
+                 probs, time.time() - t)
     print(f"   {assignment}: {'OK' if not rep.problems else f'{len(rep.problems)} problem(s)'} "
           f"in {time.time() - rep.t0:.0f} s", flush=True)
     return rep.problems

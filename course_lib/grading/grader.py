@@ -24,7 +24,9 @@ run goes on where it stopped; ``--force`` regrades. ``--student``/``--assignment
 CSV always lists every submission of SUBMISSIONS that has a grade.
 
 Before nbgrader sees a submission, its grading structure (graded cells, ids, points, kernelspec) is taken
-from the release (:mod:`.intake`); what the learner had changed is reported in that learner's notes.
+from the release (:mod:`.intake`), and every cell that reaches for the grader (a forbidden import, the tests'
+references, the kernel, builtins, frames, patching) is replaced by an error that says why (:mod:`.audit`):
+that part scores 0 and the code never runs. Both are reported in that learner's notes.
 
 Why one module of this length: a job, its rescue, the records it resumes from and the merge into the one
 gradebook share the job's paths and the exported-grades format; split, each part would restate them.
@@ -44,6 +46,7 @@ from pathlib import Path
 from ..errors import ConfigError, CourseError
 from .config import GradingConfig, assignments, gradebook_path, gradebook_url, last_error, load_config, nbgrader
 from .execute import run_steps, solution_steps
+from .audit import refuse
 from .intake import normalize
 from .notebook import grade_id, is_solution
 
@@ -234,19 +237,22 @@ def grade_submission(job: Job) -> dict:
 
 def _take_in(job: Job, dst: Path) -> list[str]:
     """Write the submission to ``dst`` with its grading structure taken from the release
-    (:func:`.intake.normalize`); the notes say what the learner had changed. A file that is not a
-    notebook is copied as it is, and nbgrader reports it."""
+    (:func:`.intake.normalize`) and every cell that reaches for the grader replaced by an error that says
+    why (:func:`.audit.refuse`); the notes say what the learner had changed and what was not run. A file
+    that is not a notebook is copied as it is, and nbgrader reports it."""
     import nbformat
 
     release = Path(job.template).parents[2] / "exercises" / job.assignment / f"{job.assignment}.ipynb"
+    source = Path(job.root) / "solutions" / job.assignment / f"{job.assignment}.ipynb"
     try:
         submitted = nbformat.read(job.notebook, as_version=4)
         fixed, notes = normalize(submitted, nbformat.read(release, as_version=4))
     except Exception:  # unreadable JSON, a foreign format: nbgrader's own error names it
         shutil.copy2(job.notebook, dst)
         return []
+    fixed, refused = refuse(fixed, nbformat.read(source, as_version=4))
     nbformat.write(fixed, dst)
-    return notes
+    return notes + refused
 
 
 def _autograde(job: Job) -> tuple[Outcome, dict | None]:

@@ -180,11 +180,39 @@ def lint_folder(root: Path, assignment: str) -> list[str]:
     return problems
 
 
+def lint_forbidden(assignment: str, nb) -> list[str]:
+    """What the grader refuses to run (:mod:`.audit`) must be what the learner was told, and the solution
+    itself must pass the audit."""
+    from .audit import audit, forbidden_names
+
+    problems = []
+    try:
+        table, allowed = forbidden_names(nb)
+    except (AttributeError, TypeError):
+        return [f"{assignment}: notebook metadata course.forbidden must be a list of dotted names or a dict from an "
+                "answer cell's grade_id (or '*') to such a list. Fix: see course_lib/grading/audit.py."]
+    answers = {grade_id(c) for c in nb.cells if is_solution(c)}
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for key, names in table.items():
+        if key != "*" and key not in answers:
+            problems.append(f"{assignment}: course.forbidden names {key!r}, which is not an answer cell "
+                            f"({', '.join(sorted(answers))}). Fix: use an answer cell's grade_id or '*'.")
+        for name in sorted(names):
+            if f"`{name}`" not in text and f"`{name.rsplit('.', 1)[-1]}`" not in text:
+                problems.append(f"{assignment}: the grader refuses answers that use {name} (course.forbidden), but no "
+                                f"instruction says so. Fix: name `{name}` in the instructions.")
+    for r in audit(nb, nb):
+        problems.append(f"{assignment}: cell {r.cell} ({r.grade_id}) of the solution would be refused by the grader: "
+                        f"{r.message()}. Fix: the solution must not use what answers may not.")
+    return problems
+
+
 def lint(root: Path, assignment: str) -> list[str]:
     import nbformat
 
     problems = lint_folder(root, assignment)
     path = root / "solutions" / assignment / f"{assignment}.ipynb"
     if path.is_file():
-        problems += lint_notebook(assignment, nbformat.read(path, as_version=4))
+        nb = nbformat.read(path, as_version=4)
+        problems += lint_notebook(assignment, nb) + lint_forbidden(assignment, nb)
     return problems

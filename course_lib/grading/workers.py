@@ -4,7 +4,10 @@ Each job (:func:`.grader.grade_submission`) starts its own nbgrader and kernel p
 is mostly waiting on them; what matters is how many kernels run at once (``workers``) and how many
 threads each may use: ``cores // workers`` (``OMP_NUM_THREADS`` and ``COURSE_THREADS`` in the
 environment the kernels inherit, see :mod:`course_lib.threads`), so N kernels never fight over the
-same cores. Cores are those this process may run on (``os.sched_getaffinity``).
+same cores. Cores are those this process may use: its CPU affinity and its cgroup quota
+(:func:`course_lib.threads.choose_threads`). A thread count already set in the grader's own
+environment (``OMP_NUM_THREADS`` or ``COURSE_THREADS``, e.g. by a batch system or by tests that run
+two graders side by side) is a ceiling: a kernel never gets more threads than its grader was given.
 
 * local (default): a ``concurrent.futures.ProcessPoolExecutor`` of ``workers`` processes (spawned,
   not forked: the parent has threads), results yielded as jobs finish;
@@ -20,15 +23,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from .. import threads
 from ..errors import ConfigError
 
 
 def cores() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """CPUs this process may use: ``floor(min(affinity, cgroup quota))``, at least 1."""
+    return threads.choose_threads(threads.affinity(), threads.cgroup_quota())
 
 
 def worker_count(workers: int | None) -> int:
@@ -42,7 +43,13 @@ def worker_count(workers: int | None) -> int:
 
 
 def threads_per_kernel(workers: int) -> int:
-    return max(1, cores() // workers)
+    """``cores() // workers``, at least 1, and never above a count set in this process's environment."""
+    n = max(1, cores() // workers)
+    for name in ("OMP_NUM_THREADS", threads.ENV_VAR):
+        raw = os.environ.get(name, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            n = min(n, int(raw))
+    return n
 
 
 def thread_env(workers: int) -> dict[str, str]:

@@ -23,6 +23,7 @@ class Variant:
     timeout: int | None = None
     generic: bool = False
     control: bool = False  # the solution itself: its tests must pass
+    attack: bool = False   # reaches for the grader: the audit must refuse it before it runs
     notes: list[str] = field(default_factory=list)
 
 
@@ -103,4 +104,51 @@ def generic_variants(nb) -> list[Variant]:
             out.append(Variant("[control] the solution itself", cell, code, tests, control=True))
             out += [Variant(f"[generic] {name}", cell, code, tests, timeout=t, generic=True)
                     for name, code, t in GENERIC]
+    return out
+
+
+# Attacks on the grader from issue 19, each put in front of the part's *correct* answer: the audit
+# (course_lib.grading.audit) must refuse every one before it runs, so the part scores 0 although the
+# answer itself is right. ``{ref}`` is a name the assignment's locked cells define for the tests.
+ATTACKS = [
+    ("an AST transformer that swallows every failing statement",
+     "import ast\n\nclass _Swallow(ast.NodeTransformer):\n    def visit_Module(self, node):\n"
+     "        return node\n\nget_ipython().ast_transformers.append(_Swallow())\n"),
+    ("rebinds a reference the tests captured", "{ref} = lambda *a, **k: True\n"),
+    ("shadows a builtin the tests call", "isinstance = lambda *a, **k: True\nall = lambda *a, **k: True\n"),
+    ("a str subclass whose == is always true",
+     "class AlwaysEqual(str):\n    def __eq__(self, other):\n        return True\n"),
+    ("a trace function (sys.settrace)", "import sys\nsys.settrace(lambda *a: None)\n"),
+    ("an atexit hook", "import atexit\natexit.register(lambda: None)\n"),
+    ("walks to the running test's frame (sys._getframe)", "import sys\n_frame = sys._getframe(0)\n"),
+    ("finds the tests' objects through gc", "import gc\n_objects = gc.get_objects()\n"),
+    ("reads the tests through inspect", "import inspect\n_frame = inspect.currentframe()\n"),
+    ("prints the cell that is running (IPython history)", "print(In[-1])\n"),
+    ("patches torch's comparison", "import torch\ntorch.allclose = lambda *a, **k: True\n"),
+    ("runs code built from a string", "exec('x' + ' = 1')\n"),
+    ("imports through importlib", "import importlib\n_m = importlib.import_module('os')\n"),
+]
+
+
+def attack_variants(nb) -> list[Variant]:
+    """Every attack of :data:`ATTACKS` in front of every part's correct answer, plus an import of each name
+    that part forbids (notebook metadata ``course.forbidden``)."""
+    from .audit import context, forbidden_for, forbidden_names
+    from .notebook import find_cell, solution_body
+
+    references, _ = context(nb)
+    ref = "_allclose" if "_allclose" in references else min(references, default="_reference")
+    table, _ = forbidden_names(nb)
+    out = []
+    for cell, tests in part_tests(nb).items():
+        if not tests:
+            continue
+        code = solution_body(find_cell(nb, cell)[1].source)
+        for name, prefix in ATTACKS:
+            out.append(Variant(f"[attack] {name}", cell, prefix.format(ref=ref) + code, tests, attack=True))
+        for module in sorted(forbidden_for(table, cell)):
+            head, _, last = module.rpartition(".")
+            imp = f"from {head} import {last}\n" if head else f"import {module}\n"
+            out.append(Variant(f"[attack] uses {module}, which this part forbids", cell, imp + code, tests,
+                               attack=True))
     return out
