@@ -81,8 +81,10 @@ def render(results: dict[str, dict]) -> str:
                          f"{_iqr(t['course_lib'], '{:.1f}')} vs bitsandbytes {_iqr(t['bitsandbytes'], '{:.1f}')} M weights/s "
                          f"| - | - | {_load(d)} |")
         b = st["bits_per_parameter"]
+        scale_codes = (f"; 8-bit scale codes identical: {st['scale_codes_identical_fraction']:.2%}"
+                       if "scale_codes_identical_fraction" in st else "")   # results written before it was measured lack it
         lines.append(f"| NF4 + double quantisation storage | {b['course_lib']:.4f} (course_lib), {b['bitsandbytes']:.4f} "
-                     f"(bitsandbytes) bits/param; codes identical: {st['packed_codes_identical_fraction']:.2%} | "
+                     f"(bitsandbytes) bits/param; 4-bit codes identical: {st['packed_codes_identical_fraction']:.2%}{scale_codes} | "
                      f"{b['expected']:.3f} | {_yes(abs(b['course_lib'] - b['expected']) < 1e-3)} | - |")
     d = results.get("memory")
     if d:

@@ -12,7 +12,8 @@ stream never used) and with a fixed seed, so the numbers reproduce on CPU. Built
 (JSON-ready, string keys).
 
 * :func:`few_shot_curve` — exact match against the number of demonstrations k per word transform
-  (GPT-3's cycle letters, random insertion, reversed words and four more), the miniature of GPT-3's
+  (simplified, fixed forms of GPT-3's cycle letters, random insertion and reversed words, see
+  :mod:`course_lib.embedded.corpus`, and four more), the miniature of GPT-3's
   "few-shot ability emerges with scale" figure when run for several members.
 * :func:`instruction_vs_few_shot` — ``task: <name>`` header alone (k=0) against demonstrations.
 * :func:`addition` — answering directly against writing the digit-by-digit scratchpad first

@@ -104,6 +104,9 @@ def _check_sanity(r):
     storage = r["nf4"]["results"][-1]
     assert storage["bits_per_parameter"]["formula"] == pytest.approx(4.127, abs=5e-4)
     assert storage["bits_per_parameter"]["course_lib"] == pytest.approx(storage["bits_per_parameter"]["bitsandbytes"])
+    assert storage["packed_codes_identical_fraction"] == 1.0 and storage["scale_codes_nearest_fraction"]["course_lib"] == 1.0
+    # where bitsandbytes' scale code equals ours it is a nearest one (an exact tie may make a differing code nearest too)
+    assert storage["scale_codes_nearest_fraction"]["bitsandbytes"] >= storage["scale_codes_identical_fraction"]
     mem = r["memory"]["results"]
     assert {row["method"] for row in mem} >= {"full", "lora", "qlora"}
     for row in mem:

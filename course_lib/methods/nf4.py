@@ -24,7 +24,10 @@ QLoRA (Dettmers et al., 2023, https://arxiv.org/abs/2305.14314) stores a frozen 
 
 FP4 (bitsandbytes' E2M1 table) and int4 (uniform levels ``k/7``) are here for comparison; they go
 through the same blockwise code with another table of levels. Every function is checked against
-``bitsandbytes.functional.quantize_4bit`` / ``dequantize_4bit`` in ``tests/test_nf4.py``.
+``bitsandbytes.functional.quantize_4bit`` / ``dequantize_4bit`` in ``tests/test_nf4.py``: the packed
+4-bit codes are byte for byte bitsandbytes'; of the 8-bit codes of double-quantised scales a small
+share differ, because bitsandbytes' CPU kernel does not always pick the nearest level of the dynamic
+map and this module does (:func:`nearest_scale_codes`).
 """
 from __future__ import annotations
 
@@ -212,6 +215,12 @@ def blockwise_absmax(x: torch.Tensor, code: torch.Tensor, blocksize: int):
     Values are scaled with ``x * (1 / absmax)`` (``x / absmax`` in a short last block) as bitsandbytes
     does, so values that fall exactly between two levels break the same way.
     """
+    scaled, absmax = _absmax_scaled(x, blocksize)
+    return nearest_code(scaled, code.to(scaled.device)), absmax
+
+
+def _absmax_scaled(x: torch.Tensor, blocksize: int):
+    """``(x / absmax of its block, clamped to [-1, 1], flat; absmax per block)``, rounded as bitsandbytes rounds."""
     flat = x.detach().reshape(-1).float()
     n = flat.numel()
     blocks = torch.nn.functional.pad(flat, (0, (-n) % blocksize)).view(-1, blocksize)
@@ -220,8 +229,7 @@ def blockwise_absmax(x: torch.Tensor, code: torch.Tensor, blocksize: int):
     scaled = blocks * (1.0 / safe)[:, None]
     if n % blocksize:  # bnb divides in the short last block: the same value up to one rounding
         scaled[-1] = blocks[-1] / safe[-1]
-    scaled = scaled.clamp(-1, 1).reshape(-1)[:n]
-    return nearest_code(scaled, code.to(scaled.device)), absmax
+    return scaled.clamp(-1, 1).reshape(-1)[:n], absmax
 
 
 def pack(idx: torch.Tensor, pad_code: int = 0) -> torch.Tensor:
@@ -269,6 +277,26 @@ def double_quantize(state: QuantState, dq_blocksize: int = 256) -> QuantState:
     idx2, absmax2 = blockwise_absmax(absmax - offset, code2, dq_blocksize)
     return QuantState(state.shape, state.dtype, state.blocksize, state.quant_type, idx2.to(torch.uint8),
                       offset=offset, absmax2=absmax2, code2=code2, dq_blocksize=dq_blocksize, code=state.code)
+
+
+def nearest_scale_codes(state: QuantState, absmax: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+    """Per block scale, whether its 8-bit code names a nearest level of the dynamic map (bool, ``(n_blocks,)``).
+
+    ``absmax``: the fp32 block scales before double quantisation; ``codes``: the 8-bit codes to check,
+    by default the state's own (always nearest: :func:`double_quantize` picks the nearest level), or
+    e.g. bitsandbytes' ``quant_state.absmax`` for the same tensor. A code stands for
+    ``(absmax - offset) / absmax2`` of its block of ``dq_blocksize`` scales. bitsandbytes' CPU kernel
+    does not always pick the nearest level, so a small share of its scale codes differ from the course's
+    (measured in ``benchmarks/results/nf4.json``) while the packed 4-bit codes are identical.
+    """
+    if not state.nested:
+        raise ConfigError("the state has no double-quantised scales to check.",
+                          "quantise with double_quant=True (the default) first.")
+    codes = (state.absmax if codes is None else codes).reshape(-1).long().cpu()
+    table = state.code2.cpu()
+    scaled, _ = _absmax_scaled(absmax.float().cpu() - state.offset.cpu(), state.dq_blocksize)
+    best = (table[nearest_code(scaled, table)] - scaled).abs()
+    return (table[codes] - scaled).abs() <= best + 1e-7
 
 
 def dequantize_absmax(state: QuantState) -> torch.Tensor:

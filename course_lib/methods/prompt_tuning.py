@@ -20,8 +20,8 @@ Initialisation (Lester et al. compare them; they matter most for small models):
 * ``"text"``: the embeddings of a text tokenised with the model's tokenizer (label words or a task
   description), truncated or repeated to ``p`` tokens (peft's ``TEXT``).
 
-These follow peft, not the paper in two details: Lester et al. (2021, "Design Decisions" and the
-initialisation ablation) draw random prompts from uniform[-0.5, 0.5], and for class-label init fill
+These follow peft, not the paper in two details: Lester et al. (2021, section 2.1 "Design Decisions", and
+the initialisation ablation) draw random prompts from uniform[-0.5, 0.5], and for class-label init fill
 the slots beyond the labels with sampled common vocabulary rather than repeating the labels.
 
 P-tuning (Liu et al., 2021, "GPT Understands, Too") places its virtual tokens anywhere in a template
