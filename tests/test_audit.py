@@ -13,8 +13,9 @@ from course_lib.grading.lint import lint_forbidden
 from course_lib.grading.wrong import ATTACKS, attack_variants
 
 REPO = Path(__file__).resolve().parents[1]
-IMPORTED = {"torch": "torch", "training": "course_lib.training", "R": "course_lib.reasoning",
-            "pruning": "course_lib.methods.pruning", "sys": "sys", "copy": "copy", "nn": "torch.nn"}
+IMPORTED = {"torch": "torch", "training": "course_lib.training", "R": "course_lib.reasoning", "np": "numpy",
+            "pruning": "course_lib.methods.pruning", "sys": "sys", "copy": "copy", "nn": "torch.nn",
+            "logging": "logging"}
 FORBIDDEN = {"course_lib.reasoning", "course_lib.methods.pruning", "course_lib.training.conditional_lm_loss", "peft"}
 ALLOWED = {"course_lib.methods.pruning.prunable_parameters"}
 
@@ -52,6 +53,13 @@ def rules(source: str) -> list[str]:
     ("g = frame.f_back.f_locals", "introspection"),
     ("x = getattr(f, '__globals__')", "introspection"),
     ("sys.modules['torch']", "introspection"),
+    ("import operator\nf = operator.attrgetter('f_back')", "introspection"),
+    ("try:\n    1 / 0\nexcept Exception as e:\n    t = e.__traceback__", "introspection"),
+    ("torch.library.impl('aten::allclose', 'CPU')", "introspection"),    # re-registers what _allclose calls
+    ("x = np.load('a.npy', allow_pickle=True)", "introspection"),         # a pickle runs code
+    ("torch._C._set_grad_enabled(False)", "introspection"),
+    ("f = logging.currentframe()", "introspection"),
+    ("S = type('S', (str,), {'__eq__': lambda s, o: True})", "rigged-comparison"),
     ("exec('x = 1')", "dynamic-code"),
     ("f = eval", "dynamic-code"),
     ("m = getattr(training, 'acc' + 'uracy')", "dynamic-code"),

@@ -27,20 +27,29 @@ kernel                  ``get_ipython`` (AST/input transformers, events, the use
                         IPython history (``In``, ``Out``, ``_ih``...); ``%time``/``%timeit`` stay allowed
 builtins                ``import builtins``, ``__builtins__``, a module-level rebinding of a builtin
                         name (``all = ...``, ``def isinstance``)
-introspection           ``inspect``, ``gc``, ``atexit``, ``ctypes``, ``importlib``, ``pickle``...;
-                        ``sys._getframe``, ``sys.settrace``, ``sys.modules``...; frame, code and
-                        globals attributes (``f_back``, ``__globals__``, ``__code__``, ``__dict__``...)
+introspection           ``inspect``, ``gc``, ``atexit``, ``ctypes``, ``importlib``, ``pickle``,
+                        ``traceback``, ``operator``...; ``sys._getframe``, ``sys.settrace``,
+                        ``sys.modules``...; frame, traceback, code and globals attributes (``f_back``,
+                        ``__traceback__``, ``__globals__``, ``__dict__``...), also as strings; library entry
+                        points to native code, the operator registry or pickles (``torch.library``,
+                        ``torch.utils.cpp_extension``, ``torch.load``, ``numpy.load``); private attributes of
+                        an imported module (``torch._C``)
 dynamic-code            ``exec``, ``eval``, ``compile``, ``__import__``, ``globals``, ``locals``, ``vars``
 patching                assigning to an attribute of an imported module or object
                         (``torch.allclose = ...``, ``setattr(training, ...)``)
 rigged-comparison       a class that derives from a builtin type or defines a comparison, truth or
-                        conversion method (``__eq__``, ``__bool__``, ``__float__``...), or a metaclass
+                        conversion method (``__eq__``, ``__bool__``, ``__float__``...), a metaclass, or a
+                        class built with ``type(name, bases, namespace)``
 ======================  ============================================================================
 
 This is a deny-list over source code, so it is as good as its coverage: the rules refuse the primitives
 that every known route into the tests' frame or namespace needs (dynamic code, frames, builtins, the
 kernel, module state). The grading sandbox (:mod:`.sandbox`) still confines whatever runs. Cells that do
 not parse are left to fail when they run.
+
+Why one module of this length: the rule tables, the reader that applies them, the assignment's context
+(references, imports, forbidden names, given lines) and the refusal that rewrites a notebook are one
+policy; split, a rule and the message that explains it would live apart.
 """
 from __future__ import annotations
 
@@ -70,15 +79,21 @@ ALLOWED_MAGICS = {"time", "timeit", "matplotlib"}
 INTROSPECTION_MODULES = {"inspect", "gc", "atexit", "ctypes", "importlib", "runpy", "pickle", "marshal", "dill",
                          "cloudpickle", "code", "codeop", "dis", "types", "signal", "faulthandler", "builtins",
                          "IPython", "ipykernel", "traitlets", "sysconfig", "site", "imp", "pdb", "bdb", "trace",
-                         "tracemalloc", "sys.monitoring", "_thread"}
+                         "tracemalloc", "sys.monitoring", "_thread", "traceback", "operator", "asyncio", "shelve",
+                         "copyreg", "joblib", "weakref"}
+# reach native code, the operator registry or pickles from a library that is itself allowed
+DANGEROUS_CHAINS = {"torch.library", "torch.overrides", "torch.utils.cpp_extension", "torch.ops.load_library",
+                    "torch.load", "torch.package", "torch.hub", "numpy.ctypeslib", "numpy.load", "pandas.read_pickle",
+                    "logging.currentframe"}
 SYS_ATTRIBUTES = {"_getframe", "settrace", "setprofile", "gettrace", "getprofile", "modules", "meta_path",
                   "path_hooks", "path_importer_cache", "addaudithook", "monitoring", "displayhook",
-                  "excepthook", "breakpointhook", "__dict__", "_current_frames", "setrecursionlimit"}
+                  "excepthook", "breakpointhook", "__dict__", "_current_frames", "setrecursionlimit", "exc_info",
+                  "exception", "last_traceback", "last_value", "last_exc"}
 THREADING_ATTRIBUTES = {"settrace", "setprofile", "settrace_all_threads", "setprofile_all_threads", "excepthook"}
 DUNDER_ATTRIBUTES = {"__globals__", "__code__", "__closure__", "__builtins__", "__subclasses__", "__bases__",
                      "__mro__", "__dict__", "__getattribute__", "__setattr__", "__delattr__", "__reduce__",
                      "__reduce_ex__", "__class__", "__func__", "__self__", "__defaults__", "__kwdefaults__",
-                     "__wrapped__", "__loader__", "__spec__"}
+                     "__wrapped__", "__loader__", "__spec__", "__traceback__", "__context__", "__cause__"}
 FRAME_ATTRIBUTES = {"f_back", "f_locals", "f_globals", "f_builtins", "f_code", "f_trace", "gi_frame", "cr_frame",
                     "ag_frame", "tb_frame", "tb_next", "co_code", "co_consts"}
 DYNAMIC = {"exec", "eval", "compile", "__import__", "globals", "locals", "vars", "breakpoint"}
@@ -223,9 +238,14 @@ class _Reader(ast.NodeVisitor):
         if hit:
             self.add("forbidden", node, dotted if hit in dotted else f"{dotted} ({hit})")
         head, _, rest = dotted.partition(".")
+        full = self.full(dotted)
         if head == "sys" and rest.split(".")[0] in SYS_ATTRIBUTES or \
                 head == "threading" and rest.split(".")[0] in THREADING_ATTRIBUTES:
             self.add("introspection", node, dotted)
+        elif any(full == c or full.startswith(c + ".") for c in DANGEROUS_CHAINS):
+            self.add("introspection", node, dotted)
+        elif head in self.imported and any(part.startswith("_") for part in rest.split(".")):
+            self.add("introspection", node, f"{dotted} (a private attribute of an imported module)")
         link = node
         while isinstance(link, ast.Attribute):
             if link.attr in DUNDER_ATTRIBUTES or link.attr in FRAME_ATTRIBUTES:
@@ -233,7 +253,14 @@ class _Reader(ast.NodeVisitor):
             link = link.value
         self.visit_Name(link, chained=True)
 
+    def visit_Constant(self, node):
+        if isinstance(node.value, str) and (node.value in DUNDER_ATTRIBUTES or node.value in FRAME_ATTRIBUTES
+                                            or node.value in RIGGING_METHODS):
+            self.add("introspection", node, f"the string {node.value!r}")
+
     def visit_Call(self, node):
+        if isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 3:
+            self.add("rigged-comparison", node, "type(name, bases, namespace) (a class built at run time)")
         func = node.func.id if isinstance(node.func, ast.Name) else None
         if func in ATTRIBUTE_FUNCTIONS and node.args:
             target = _dotted(node.args[0]) or ""

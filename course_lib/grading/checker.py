@@ -6,7 +6,8 @@ For each assignment in ``solutions/``:
 2. release: a fresh nbgrader release equals the committed ``exercises/<assignment>/``;
 3. autograde (real nbgrader, once): the solution scores full marks with nothing left for manual grading
    and no stderr in its test cells; the blank release scores 0 without crashing autograde; a submission
-   built from the wrong-answer bank gets feedback that names what was wrong;
+   with the bank's first mistake in its first part (the later parts left as released) gets feedback that
+   names what was wrong;
 4. leaks: no file in ``exercises/`` and no generated feedback holds a solution, a hidden test or a marker;
    feedback has no tracebacks; the wrong submission also prints the source of every cell run after its
    first answer (tests included, as a learner fishing for hidden tests would), and its feedback must
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 from ..errors import CourseError
+from .audit import Auditor
 from .config import GradingConfig, assignments, gradebook_url, last_error, load_config, nbgrader
 from .execute import run_steps, solution_steps
 from .feedback import WITHHELD, short_error
@@ -44,7 +46,6 @@ from .lint import lint
 from .notebook import (HIDDEN_BEGIN, HIDDEN_END, MARKER_LIKE, SOLUTION_BEGIN, SOLUTION_END, find_cell, grade_id,
                        hidden_secrets, is_solution, is_test, secret_lines)
 from .releasing import compare, generate
-from .audit import Auditor, refuse
 from .wrong import Variant, attack_variants, generic_variants, load_bank
 
 TRACEBACK_SIGNS = ("Traceback (most recent call last)", "-" * 40, "Cell In[", "<ipython-input-")
@@ -120,6 +121,23 @@ def _with_test_printer(nb):
             cell.source = TEST_PRINTER + cell.source
             break
     return nb
+
+
+def _wrong_submission(source_nb, release_nb, bank: list[Variant]):
+    """The autograde stage's wrong submission: a learner whose first part holds the bank's first mistake there
+    that the grader runs (not refused by :mod:`.audit`) and who left the later parts as released, plus the
+    checker's probe that prints every cell after it (the feedback must withhold those outputs). The later parts
+    fail at once instead of training: every mistake is run in the wrong-answer stage anyway."""
+    auditor = Auditor(source_nb)
+    order = [grade_id(c) for c in source_nb.cells if is_solution(c)]
+    chosen = next((v for gid in order for v in bank if v.cell == gid and not auditor.cell(v.code, v.cell)), None)
+    if chosen is None:
+        return None
+    nb = _substitute(source_nb, [chosen])
+    for cell in nb.cells:
+        if is_solution(cell) and grade_id(cell) != chosen.cell:
+            cell.source = find_cell(release_nb, grade_id(cell))[1].source
+    return _with_test_printer(nb)
 
 
 def _plan(nb, v: Variant, cfg: GradingConfig) -> list[dict]:
@@ -421,12 +439,7 @@ def check_assignment(cfg: GradingConfig, assignment: str, stages=STAGES) -> list
         rep.step("no solution, hidden test or marker in exercises/", sorted(set(probs)), time.time() - t)
 
     bank, bank_problems = load_bank(cfg.root, assignment, source_nb)
-    first = {}
-    for v in bank:
-        first.setdefault(v.cell, v)
-    # what the grader would run of the bank's first mistakes: refused cells replaced (.audit), then the checker's
-    # own probe that prints every test cell, which the feedback must withhold
-    wrong_nb = _with_test_printer(refuse(_substitute(source_nb, list(first.values())), source_nb)[0]) if first else None
+    wrong_nb = _wrong_submission(source_nb, release_nb, bank)
 
     if "autograde" in stages or "feedback" in stages:
         t = time.time()
