@@ -109,14 +109,14 @@ def test_wrong_answer_that_keeps_full_marks_fails(tmp_path, monkeypatch):
     root = _course_copy(tmp_path, monkeypatch)
     bank = root / "tests" / "wrong_answers" / f"{A}.py"
     bank.write_text(bank.read_text() + '''
-WRONG_ANSWERS.append(dict(cell="count_answer", name="uses the library (not wrong at all)", code="""
+WRONG_ANSWERS.append(dict(cell="count_answer", name="right, written another way (not wrong at all)", code="""
 def count_trainable_parameters(model):
-    return count_parameters(model, trainable_only=True)
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
 """, fails=["count_tests"]))
 ''')
     problems = _check(root, stages=("wrong",))
     assert [p for p in problems if "keeps the points" in p] == [
-        f"{A}: wrong answer 'uses the library (not wrong at all)' in count_answer keeps the points of count_tests: "
+        f"{A}: wrong answer 'right, written another way (not wrong at all)' in count_answer keeps the points of count_tests: "
         "its tests pass. Fix: add a test (hidden if it would give the answer away) that catches this mistake, "
         "or correct the entry's `fails`."], problems
 
