@@ -42,15 +42,8 @@ _PER_LAYER_MASKS = _masks('''    masks = {}
 ''')
 
 # the rounds of iterative pruning with the mask applied once; the retraining lines are edited away or changed
-_RETRAIN = ('''
-        def reapply(step, m, masks=masks, weights=weights):
-            with torch.no_grad():
-                for name, b in masks.items():
-                    weights[name].mul_(b)
-
-        reapply(0, model)
-''', '''        training.train(model, tokenizer, task, config, after_step=reapply, progress=False)
-''')
+_REAPPLY = _PRUNE_OK[_PRUNE_OK.index("\n        def reapply("):_PRUNE_OK.index("        config = ")]
+_RETRAIN = "        training.train(model, tokenizer, task, config, after_step=reapply, progress=False)\n"
 _APPLY_ONCE = '''        with torch.no_grad():
             for name, b in masks.items():
                 weights[name].mul_(b)
@@ -103,11 +96,11 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
 ''' + _PER_LAYER_MASKS, fails=["mask_tests"]),
     # ------------------------------------------------------------------ part 3: iterative pruning
     dict(cell="prune_answer", name="prunes in rounds but never retrains", code=edit(_PRUNE_OK,
-        _RETRAIN[0], _APPLY_ONCE,
+        _REAPPLY, _APPLY_ONCE,
         "        config = training.TrainConfig.from_runtime(runtime, steps=steps_per_round, lr=LR, eval_examples=0)\n"
-        + _RETRAIN[1], ""), fails=["prune_tests"]),
+        + _RETRAIN, ""), fails=["prune_tests"]),
     dict(cell="prune_answer", name="retrains without re-applying the mask (Adam revives pruned weights)", code=edit(
-        _PRUNE_OK, _RETRAIN[0], _APPLY_ONCE, _RETRAIN[1],
+        _PRUNE_OK, _REAPPLY, _APPLY_ONCE, _RETRAIN,
         "        training.train(model, tokenizer, task, config, progress=False)\n"), fails=["prune_tests"]),
 ]
 
