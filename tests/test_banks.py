@@ -8,6 +8,7 @@ learner's; this test finds such constants. No notebook is executed.
 from __future__ import annotations
 
 import ast
+import re
 import runpy
 from pathlib import Path
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BANKS = sorted(p.stem for p in (ROOT / "tests" / "wrong_answers").glob("[0-9]*.py"))
 MIN_LINES = 3       # a constant shorter than this is an edit's anchor or replacement, not a copy of an answer
 MOSTLY = 0.6        # share of a constant's lines found in one answer cell that makes it a copy of that cell
+SLOT = re.compile(r"\{\w+\}")  # a str.format slot: a template line that is not the solution's is not counted
 
 
 def _lines(text: str) -> list[str]:
@@ -33,16 +35,17 @@ def answer_cells(assignment: str) -> dict[str, str]:
 
 def retyped_copies(bank_source: str, cells: dict[str, str]) -> list[str]:
     """The string constants of ``bank_source`` that retype (part of) an answer cell: each has at least MIN_LINES
-    code lines, one of them a ``def``/``class`` line of the cell, and at least MOSTLY of them are lines of it."""
+    code lines, one of them a ``def``/``class`` line of the cell, and at least MOSTLY of them are lines of it
+    (a template's lines with a ``{slot}`` are left out of the count)."""
     found = []
     for node in ast.walk(ast.parse(bank_source)):
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             continue
-        lines = _lines(node.value)
-        if len(lines) < MIN_LINES:
-            continue
         for cell, source in cells.items():
             known = set(_lines(source))
+            lines = [ln for ln in _lines(node.value) if ln in known or not SLOT.search(ln)]
+            if len(lines) < MIN_LINES:
+                continue
             heads = [ln for ln in lines if ln.startswith(("def ", "class ")) and ln in known]
             share = sum(ln in known for ln in lines) / len(lines)
             if heads and share >= MOSTLY:
@@ -66,6 +69,9 @@ def test_a_retyped_copy_is_found_and_a_derived_mistake_is_not():
     body = "\n".join(ln for ln in step.splitlines() if '"""' not in ln)
     retyped = f"_STEP_OK = {body!r}\nWRONG = [edit(_STEP_OK, 'loss.item()', 'loss')]\n"
     assert retyped_copies(retyped, cells) and "'step_answer'" in retyped_copies(retyped, cells)[0]
+    # a template of the answer with slots for the mistakes is a retyped copy too
+    template = body.replace("    optimizer.step()", "    {step}").replace("    loss.backward()", "    {backward}")
+    assert retyped_copies(f"_STEP = {template!r}\n", cells)
     # the same mistake derived from the solution, and an edit whose anchor spans two lines
     derived = ("_STEP_OK = solution('step_answer')\n"
                "WRONG = [edit(_STEP_OK, 'loss.item()', 'loss'),\n"
