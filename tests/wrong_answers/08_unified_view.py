@@ -23,7 +23,7 @@ _COMPARE_ROW = _COMPARE_OK[_COMPARE_OK.index("        rows.append("):_COMPARE_OK
 WRONG_ANSWERS = [
     # ---------------------------------------------------------------- part 1
     dict(cell="delta_answer", name="nn.Linear convention: z @ W_down.T (weights not transposed in the wrappers)",
-         code=edit(_DELTA_OK, "@ W_down", "@ W_down.T", "@ W_up", "@ W_up.T", ".weight.T", ".weight"),
+         code=edit(_DELTA_OK, "z @ W_down\n", "z @ W_down.T\n", "f(a) @ W_up\n", "f(a) @ W_up.T\n", ".weight.T", ".weight"),
          fails=["delta_tests"]),
     dict(cell="delta_answer", name="LoRA scaled by lora_alpha instead of alpha / r", code=edit(_DELTA_OK,
         "layer.scaling)", "layer.lora_alpha)"), fails=["delta_tests"]),
