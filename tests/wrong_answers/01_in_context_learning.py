@@ -1,84 +1,33 @@
 """Plausible mistakes in solutions/01_in_context_learning: each must cost the points of the test cells in `fails`.
 
-Each entry replaces a whole answer cell, so the lines after the functions (the Winograd demo of part 2, the
-order experiment of part 4) are repeated here: the tests use the names they define.
-
-Each part's correct answer is written once (``_PROMPT_OK``, ``_SCORE_OK``, ``_CURVE_OK``, ...) and a mistake is
-that answer with a few edits; ``edit`` fails loudly when an edit no longer applies.
+Every mistake is the solution's own answer cell (``solution(cell)``: the functions and the lines after them, such as
+the Winograd demo of part 2 and the order experiment of part 4, which the tests use) with a few edits; ``edit``
+fails loudly when an edit no longer applies.
 """
 import runpy
 from pathlib import Path
 
-edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
+_shared = runpy.run_path(str(Path(__file__).with_name("_edits.py")))
+edit, solution = _shared["edit"], _shared["solutions_of"](__file__)
 
 # ------------------------------------------------------------------ part 1: prompts
-_PROMPT_OK = '''
-def build_prompt(query, demos, template="{input} => {output}", separator="\\n", instruction=None):
-    head = template[: template.index("{output}")]
-    pieces = ([instruction] if instruction else []) + [template.format(input=x, output=y) for x, y in demos]
-    return separator.join(pieces + [head.format(input=query)])
-'''
+_PROMPT_OK = solution("prompt_answer")
 
-# ------------------------------------------------------------------ part 2: scoring
-_SCORE_TAIL = '''
-
-winograd = "the cat did not fit in the hat because the"
-for option in (" cat was too big", " hat was too big"):
-    print(f"log p({option!r} | context) = {score_option(model, tokenizer, winograd, option):.3f}")
-'''
-
-_CHOOSE = '''
-
-def choose(model, tokenizer, context, options, normalize=False):
-    scores = [score_option(model, tokenizer, context, o, normalize) for o in options]
-    return max(range(len(options)), key=scores.__getitem__)
-'''
-
-_SCORE_OK = '''
-def score_option(model, tokenizer, context, option, normalize=False):
-    ctx = tokenizer(context)["input_ids"]
-    ids = tokenizer(context + option)["input_ids"]
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
-    logp = torch.log_softmax(logits, dim=-1)
-    positions = torch.arange(len(ctx) - 1, len(ids) - 1)
-    total = logp[positions, torch.tensor(ids[len(ctx):])].sum().item()
-    return total / (len(ids) - len(ctx)) if normalize else total
-'''
+# ------------------------------------------------------------------ part 2: scoring (score_option, choose, the demo)
+_SCORE_OK = solution("score_answer")
 _SCORE_SUM = '''    positions = torch.arange(len(ctx) - 1, len(ids) - 1)
     total = logp[positions, torch.tensor(ids[len(ctx):])].sum().item()
 '''
 
 
 def _score(*changes: str) -> str:
-    """score_option with the given edits (the log-softmax written on one line), then the right choose."""
-    return edit(_SCORE_OK, "        logits = model(input_ids=torch.tensor([ids])).logits[0].float()\n"
-                           "    logp = torch.log_softmax(logits, dim=-1)\n",
-                "        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)\n",
-                *changes) + _CHOOSE + _SCORE_TAIL
+    return edit(_SCORE_OK, *changes)
 
 
 # ------------------------------------------------------------------ part 3: accuracy against k
 _DEMOS_OK = '''                demos = prompting.select_examples(pool, k, seed=seed * 1000 + i, exclude=pool[i])
 '''
-_CURVE_OK = '''
-def accuracy_vs_k(model, tokenizer, tasks, ks, n, seed=0):
-    per_task = {t: {} for t in tasks}
-    for k in ks:
-        for t in tasks:
-            pool = ev.transform_pool(t)
-            prompts, targets = [], []
-            for i in range(n):
-                word, answer = pool[i]
-
-''' + _DEMOS_OK + '''
-                prompts.append(build_prompt(word, demos))
-                targets.append(answer)
-            answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
-            per_task[t][k] = sum(a == y for a, y in zip(answers, targets)) / n
-    accuracy = {k: sum(per_task[t][k] for t in tasks) / len(tasks) for k in ks}
-    return {"ks": list(ks), "n": n, "tasks": list(tasks), "accuracy": accuracy, "per_task": per_task}
-'''
+_CURVE_OK = solution("curve_answer")
 
 # the same answer with the prompts built in one comprehension (variants change how accuracy is recorded)
 _CURVE_COMPACT = edit(_CURVE_OK, _CURVE_OK[_CURVE_OK.index("            prompts, targets"):
@@ -87,84 +36,31 @@ _CURVE_COMPACT = edit(_CURVE_OK, _CURVE_OK[_CURVE_OK.index("            prompts,
                        for i in range(n)]
 ''', "sum(a == y for a, y in zip(answers, targets))", "sum(a == pool[i][1] for i, a in enumerate(answers))")
 
-# ------------------------------------------------------------------ part 4: order sensitivity
-_ORDER_OK = '''
-def order_sensitivity(model, tokenizer, demos, queries, n_orders, seed=0):
-    orders = random.Random(seed).sample(list(itertools.permutations(range(len(demos)))), n_orders)
-    accuracies = []
-    for order in orders:
-        prompts = [build_prompt(x, [demos[j] for j in order]) for x, _ in queries]
-        answers = prompting.generate(model, tokenizer, prompts, max_new_tokens=20)
-        accuracies.append(sum(a == y for a, (_, y) in zip(answers, queries)) / len(queries))
-    mean = sum(accuracies) / len(accuracies)
-    std = (sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) ** 0.5
-    return {"orders": orders, "accuracies": accuracies, "spread": max(accuracies) - min(accuracies), "std": std}
-'''
-
-_ORDER_TAIL = '''
-
-_up, _dbl = ev.transform_pool("uppercase"), ev.transform_pool("double")
-order_result = order_sensitivity(model, tokenizer, [_up[0], _up[1], _dbl[2], _dbl[3]], _up[20:20 + N_ITEMS],
-                                 n_orders=6, seed=0)
-print("accuracy per order:", [round(a, 2) for a in order_result["accuracies"]])
-'''
+# ------------------------------------------------------------------ part 4: order sensitivity (and the experiment after it)
+_ORDER_OK = solution("order_answer")
 
 
 def _order(*changes: str) -> str:
-    return edit(_ORDER_OK, *changes) + _ORDER_TAIL
+    return edit(_ORDER_OK, *changes)
 
 
 # ------------------------------------------------------------------ part 5: fine-tuning on the k examples
-_FT_OK = '''import copy
-
-
-def finetune_on_examples(model, tokenizer, examples, steps, lr):
-    tuned = copy.deepcopy(model)
-    device = next(tuned.parameters()).device
-    rows = []
-    for x, y in examples:
-        prompt = build_prompt(x, [])
-        ids = tokenizer(prompt + y + "\\n")["input_ids"]
-        rows.append((ids, len(tokenizer(prompt)["input_ids"])))
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
-    attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (ids, n_prompt) in enumerate(rows):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        attention_mask[i, :len(ids)] = 1
-        labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
-    input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
-    optimizer = torch.optim.AdamW(tuned.parameters(), lr=lr)
-    losses = []
-    tuned.train()
-    for _ in range(steps):
-        logits = tuned(input_ids=input_ids, attention_mask=attention_mask).logits
-        loss = training.conditional_lm_loss(logits, labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-    tuned.eval()
-    return tuned, losses
-'''
+_FT_OK = solution("ft_answer")
 
 WRONG_ANSWERS = [
     # ------------------------------------------------------------------ part 1: prompts
     dict(cell="prompt_answer", name="a separator after the query too", code=edit(_PROMPT_OK,
-        "    return separator.join(pieces + [head.format(input=query)])\n",
-        '    return "".join(p + separator for p in pieces) + head.format(input=query) + separator\n'),
+        "    return separator.join(pieces)", '    return "".join(p + separator for p in pieces)'),
         fails=["prompt_tests"]),
     dict(cell="prompt_answer", name="the space before {output} stripped from the query", code=edit(_PROMPT_OK,
         'template.index("{output}")]', 'template.index("{output}")].rstrip()'), fails=["prompt_tests"]),
     dict(cell="prompt_answer", name="instruction always followed by a newline, whatever the separator", code=edit(
-        _PROMPT_OK, _PROMPT_OK[_PROMPT_OK.index("    pieces = "):], '''\
-    body = separator.join([template.format(input=x, output=y) for x, y in demos] + [head.format(input=query)])
-    return (instruction + "\\n" + body) if instruction else body
-'''), fails=["prompt_tests"]),
+        _PROMPT_OK, "    pieces = [instruction] if instruction else []\n    pieces += [", "    pieces = [",
+        "    return separator.join(pieces)", '''\
+    body = separator.join(pieces)
+    return (instruction + "\\n" + body) if instruction else body'''), fails=["prompt_tests"]),
     dict(cell="prompt_answer", name="an empty instruction still adds a separator", code=edit(_PROMPT_OK,
-        "([instruction] if instruction else []) + [",
-        "([instruction] if instruction is not None else [])\n    pieces += ["),
+        "[instruction] if instruction else []", "[instruction] if instruction is not None else []"),
         fails=["prompt_tests"]),
     dict(cell="prompt_answer", name="demonstrations in reverse order", code=edit(_PROMPT_OK,
         "for x, y in demos]", "for x, y in demos][::-1]"), fails=["prompt_tests"]),
@@ -172,8 +68,7 @@ WRONG_ANSWERS = [
     dict(cell="score_answer", name="off by one: logits at position t score token t", code=_score(
         "torch.arange(len(ctx) - 1, len(ids) - 1)", "torch.arange(len(ctx), len(ids))"), fails=["score_tests"]),
     dict(cell="score_answer", name="raw logits summed instead of log-probabilities", code=edit(_SCORE_OK,
-        "    logp = torch.log_softmax(logits, dim=-1)\n", "", "total = logp[", "total = logits[")
-        + _CHOOSE + _SCORE_TAIL, fails=["score_tests"]),
+        "    logp = torch.log_softmax(logits, dim=-1)\n", "", "total = logp[", "total = logits["), fails=["score_tests"]),
     dict(cell="score_answer", name="normalize ignored", code=_score(
         "    total = logp", "    return logp",
         "    return total / (len(ids) - len(ctx)) if normalize else total\n", ""),
@@ -188,10 +83,8 @@ WRONG_ANSWERS = [
         '    ids = tokenizer(option)["input_ids"]\n',
         _SCORE_SUM, "    total = sum(logp[t - 1, ids[t]].item() for t in range(1, len(ids)))\n",
         "(len(ids) - len(ctx))", "(len(ids) - 1)"), fails=["score_tests"]),
-    dict(cell="score_answer", name="choose returns the lowest-scoring option", code=_SCORE_OK + edit(_CHOOSE,
-        "return max(", "return min(") + _SCORE_TAIL, fails=["score_tests"]),
-    dict(cell="score_answer", name="choose ignores normalize", code=_SCORE_OK + edit(_CHOOSE,
-        "o, normalize)", "o)") + _SCORE_TAIL, fails=["score_tests"]),
+    dict(cell="score_answer", name="choose returns the lowest-scoring option", code=_score("return max(", "return min("), fails=["score_tests"]),
+    dict(cell="score_answer", name="choose ignores normalize", code=_score("o, normalize)", "o)"), fails=["score_tests"]),
     # ------------------------------------------------------------------ part 3: accuracy against k
     dict(cell="curve_answer", name="demonstrations never reach the prompt", code=edit(_CURVE_OK,
         _DEMOS_OK, _DEMOS_OK + "                demos = []\n"), fails=["curve_tests"]),
@@ -204,6 +97,7 @@ WRONG_ANSWERS = [
         fails=["curve_tests"]),
     dict(cell="curve_answer", name="accuracy as a count of correct answers", code=edit(_CURVE_COMPACT,
         " / n\n", "\n", " / len(tasks)", ""), fails=["curve_tests"]),
+    # a monkeypatch attack prepended to a mistake, not an edit of the solution
     dict(cell="curve_answer", name="monkeypatches torch.allclose/equal/isclose and builds zero-shot prompts only", code='''
 import torch
 torch.allclose = lambda *a, **k: True

@@ -1,95 +1,40 @@
 """Plausible mistakes in solutions/02_chain_of_thought: each must cost the points of the test cells in `fails`.
 
-Each part's correct answer is written once (``_PROMPT_OK``, ``_EXTRACT_OK``, ``_TWO_STAGE_OK``, ...) and a mistake
-is that answer with a few edits; ``edit`` fails loudly when an edit no longer applies. The entries that are another
+Each part's correct answer is the solution's own answer cell (``solution(cell)``) and a mistake is that answer with a
+few edits; ``edit`` fails loudly when an edit no longer applies. The entries that are another
 implementation rather than an edit of the right one (``Counter``, ``statistics.mode``, one call per question, a
-hard-coded result) are written out.
+hard-coded result) are written out, each marked by a comment.
 """
 import runpy
 from pathlib import Path
 
-edit = runpy.run_path(str(Path(__file__).with_name("_edits.py")))["edit"]
+_shared = runpy.run_path(str(Path(__file__).with_name("_edits.py")))
+edit, solution = _shared["edit"], _shared["solutions_of"](__file__)
 
-# ----------------------------------------------------------------- part 1: prompts
+# ----------------------------------------------------------------- part 1: prompts (both builders and the demo)
 _COT_BODY = '''    lines = [f"Q: {q} S: {str(r).strip()} A: {a}" for q, r, a in demos]
     return "\\n".join(lines + [f"Q: {question} S:"])
 '''
 _DIRECT_BODY = '''    lines = [f"Q: {q} A: {a}" for q, _, a in demos]
     return "\\n".join(lines + [f"Q: {question} A:"])
 '''
-
-_PROMPT_OK = ("\ndef build_cot_prompt(question, demos):\n" + _COT_BODY
-              + "\n\ndef build_direct_prompt(question, demos):\n" + _DIRECT_BODY)
-
-_PROMPT_DEMOS = '''
-
-demos = [("12+34", "2+4+0=06,6 1+3+0=04,46", 46), ("58+67", "8+7+0=15,5 5+6+1=12,125", 125)]
-print(build_cot_prompt("51+78", demos))
-'''
+_PROMPT_OK = solution("prompt_answer")
 
 
 def _prompt(*changes: str) -> str:
-    return edit(_PROMPT_OK, *changes) + _PROMPT_DEMOS
+    return edit(_PROMPT_OK, *changes)
 
 
 # ----------------------------------------------------------------- part 2: extraction
-_EXTRACT_HEAD = '''import re
-
-NUMBER = r"(?:(?<!\\d)-)?(?:[1-9]\\d{0,2}(?:,\\d{3})+(?!\\d)|\\d+)(?:\\.\\d+)?"
-
-
-def _numbers(s):
-    out = []
-    for m in re.finditer(NUMBER, s):
-        token = m.group().replace(",", "")
-        out.append(float(token) if "." in token else int(token))
-    return out
-
-'''
-_EXTRACT_FN = '''
-def extract_answer(text):
-    if text is None:
-        return None
-    if "A:" in text:
-        found = _numbers(text.rsplit("A:", 1)[1])
-        return found[0] if found else None
-    found = _numbers(text)
-    return found[-1] if found else None
-'''
-_EXTRACT_OK = _EXTRACT_HEAD + _EXTRACT_FN
-
-
-def _own_numbers(numbers: str) -> str:
-    """extract_answer with its own number reader ``nums`` (defined inside) instead of _numbers."""
-    return edit("import re\n\n" + _EXTRACT_FN, "        return None\n", "        return None\n" + numbers,
-                "_numbers(", "nums(")
+_EXTRACT_OK = solution("extract_answer")
+_PATTERN_OK = '''pattern = r"(?:(?<!\\d)-)?(?:[1-9]\\d{0,2}(?:,\\d{3})+(?!\\d)|\\d+)(?:\\.\\d+)?"'''
 
 
 # ----------------------------------------------------------------- part 3: two stages
-_TWO_STAGE_OK = '''
-def zero_shot_cot(questions, generate):
-    questions = list(questions)
-    first = generate([build_cot_prompt(q, []) for q in questions])
-    reasoning = [text.split("A:", 1)[0].strip() for text in first]
-    second = generate([f"{build_cot_prompt(q, [])} {z} A:" for q, z in zip(questions, reasoning)])
-    return [extract_answer("A: " + text) for text in second]
-'''
+_TWO_STAGE_OK = solution("two_stage_answer")
 
 # ----------------------------------------------------------------- part 4: vote
-_VOTE_OK = '''
-def majority_vote(answers):
-    counts, first = {}, {}
-    for a in answers:
-        if a is None:
-            continue
-        key = float(a)
-        counts[key] = counts.get(key, 0) + 1
-        first.setdefault(key, a)
-    if not counts:
-        return None
-    best = max(counts.values())
-    return next(first[k] for k in counts if counts[k] == best)
-'''
+_VOTE_OK = solution("vote_answer")
 
 
 def _vote_keyed_by(expr: str) -> str:
@@ -97,6 +42,7 @@ def _vote_keyed_by(expr: str) -> str:
     return edit(_VOTE_OK, "        key = float(a)\n", "", "key", expr)
 
 
+# another implementation (Counter, the largest of the tied answers), not an edit
 _VOTE_LARGEST = '''
 from collections import Counter
 
@@ -110,44 +56,15 @@ def majority_vote(answers):
 '''
 
 # ----------------------------------------------------------------- part 5: experiment
-_EXPERIMENT_OK = '''
-def run_experiment(generate, problems):
-    problems = list(problems)
-    result = {}
-    for mode, build in (("direct", build_direct_prompt), ("cot", build_cot_prompt)):
-        prompts = [build(p.question, [(d.question, d.reasoning, d.answer) for d in p.demos]) for p in problems]
-        outputs = generate(prompts)
-        preds = [extract_answer("A: " + o) if mode == "direct" else extract_answer(o) for o in outputs]
-        result[mode] = sum(pred == p.answer for pred, p in zip(preds, problems)) / len(problems)
-    return result
+_EXPERIMENT_OK = solution("experiment_answer")
+_PREDS_OK = '''        if mode == "direct":
+            preds = [extract_answer("A: " + o) for o in outputs]
+        else:
+            preds = [extract_answer(o) for o in outputs]
 '''
-_PREDS_OK = '        preds = [extract_answer("A: " + o) if mode == "direct" else extract_answer(o) for o in outputs]\n'
 
 # ----------------------------------------------------------------- part 6: fine-tuning on the working
-_PAIR_OK = """    if mode == "cot":
-        return build_cot_prompt(question, []), f" {reasoning.strip()} A: {answer}\\n"
-    if mode == "direct":
-        return build_direct_prompt(question, []), f" {answer}\\n"
-    raise ValueError(f"unknown mode {mode!r}: use 'cot' or 'direct'")
-"""
-
-_FINE_TUNE_OK = """
-
-def fine_tune(model, tokenizer, demos, mode, steps, lr, batch_size=16, seed=0):
-    tuned = copy.deepcopy(model)
-    pairs = [training_pair(d, mode) for d in demos]
-    run = training.train(tuned, tokenizer, training.TextPairs(pairs),
-                         training.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed), progress=False)
-    return tuned, run.losses
-"""
-
-
-def _pair(body: str) -> str:
-    return ("import copy\n\nfrom course_lib import training\n\n\ndef training_pair(demo, mode):\n"
-            "    question, reasoning, answer = demo\n" + body + _FINE_TUNE_OK)
-
-
-_FINETUNE_OK = _pair(_PAIR_OK)
+_FINETUNE_OK = solution("finetune_answer")
 
 WRONG_ANSWERS = [
     # ----------------------------------------------------------------- part 1: prompts
@@ -174,7 +91,7 @@ WRONG_ANSWERS = [
     # ----------------------------------------------------------------- part 2: extraction
     dict(cell="extract_answer", name="always the last number (ignores the answer trigger)", code=edit(_EXTRACT_OK,
         '''    if "A:" in text:
-        found = _numbers(text.rsplit("A:", 1)[1])
+        found = numbers(text.rsplit("A:", 1)[1])
         return found[0] if found else None
 ''', ""), fails=["extract_tests"]),
     dict(cell="extract_answer", name="first number after the FIRST trigger", code=edit(_EXTRACT_OK,
@@ -183,37 +100,18 @@ WRONG_ANSWERS = [
         _EXTRACT_OK,
         "        return found[0] if found else None\n", "        if found:\n            return found[0]\n"),
         fails=["extract_tests"]),
-    dict(cell="extract_answer", name="plain \\d+ (no sign, no separators, no decimals)", code=edit(
-        "import re\n\n" + _EXTRACT_FN, "_numbers(", 're.findall(r"\\d+", ',
+    dict(cell="extract_answer", name="plain \\d+ (no sign, no separators, no decimals)", code=edit(_EXTRACT_OK,
+        "numbers(text", 're.findall(r"\\d+", text',
         "found[0] if", "int(found[0]) if", "found[-1] if", "int(found[-1]) if"), fails=["extract_tests"]),
-    dict(cell="extract_answer", name="any comma-digit run is one number ([\\d,]+)", code=_own_numbers('''    def nums(s):
-        return [float(t) if "." in t else int(t) for t in
-                (m.replace(",", "") for m in re.findall(r"-?\\d[\\d,]*(?:\\.\\d+)?", s)) if t.lstrip("-")]
-'''), fails=["extract_tests"]),
+    dict(cell="extract_answer", name="any comma-digit run is one number ([\\d,]+)", code=edit(_EXTRACT_OK,
+        _PATTERN_OK, '''pattern = r"-?\\d[\\d,]*(?:\\.\\d+)?"'''), fails=["extract_tests"]),
     dict(cell="extract_answer", name="a hyphen after a digit read as a minus sign", code=edit(_EXTRACT_OK,
-        'NUMBER = r"(?:(?<!\\d)-)?', 'NUMBER = r"-?', '''    out = []
-    for m in re.finditer(NUMBER, s):
-        token = m.group().replace(",", "")
-        out.append(float(token) if "." in token else int(token))
-    return out
-''', '''    return [float(t) if "." in t else int(t) for t in (m.group().replace(",", "") for m in re.finditer(NUMBER, s))]
-'''), fails=["extract_tests"]),
-    dict(cell="extract_answer", name="everything as float", code=edit(_EXTRACT_OK, '''    if "A:" in text:
-        found = _numbers(text.rsplit("A:", 1)[1])
-        return found[0] if found else None
-    found = _numbers(text)
-    return found[-1] if found else None
-''', '''    part = text.rsplit("A:", 1)[1] if "A:" in text else text
-    found = [float(x) for x in _numbers(part)]
-    if not found:
-        return None
-    return found[0] if "A:" in text else found[-1]
-'''), fails=["extract_tests"]),
-    dict(cell="extract_answer", name="a trailing full stop read as a decimal point", code=_own_numbers('''\
-    pattern = r"(?:(?<!\\d)-)?(?:[1-9]\\d{0,2}(?:,\\d{3})+(?!\\d)|\\d+)(?:\\.\\d*)?"
-    def nums(s):
-        return [float(t) if "." in t else int(t) for t in (m.group().replace(",", "") for m in re.finditer(pattern, s))]
-'''), fails=["extract_tests"]),
+        '''pattern = r"(?:(?<!\\d)-)?''', '''pattern = r"-?'''), fails=["extract_tests"]),
+    dict(cell="extract_answer", name="everything as float", code=edit(_EXTRACT_OK,
+        'out.append(float(token) if "." in token else int(token))', "out.append(float(token))"),
+        fails=["extract_tests"]),
+    dict(cell="extract_answer", name="a trailing full stop read as a decimal point", code=edit(_EXTRACT_OK,
+        _PATTERN_OK, _PATTERN_OK.replace("(?:\\.\\d+)?", "(?:\\.\\d*)?")), fails=["extract_tests"]),
 
     # ----------------------------------------------------------------- part 3: two stages
     dict(cell="two_stage_answer", name="reasoning not cut before 'A:'", code=edit(_TWO_STAGE_OK,
@@ -223,6 +121,7 @@ WRONG_ANSWERS = [
         "    second = generate(", "    generate(",
         'extract_answer("A: " + text) for text in second', "extract_answer(text) for text in first"),
         fails=["two_stage_tests"]),
+    # another implementation (one call per question), not an edit
     dict(cell="two_stage_answer", name="one generate call per question", code='''
 def zero_shot_cot(questions, generate):
     out = []
@@ -237,6 +136,7 @@ def zero_shot_cot(questions, generate):
         'extract_answer("A: " + text)', "extract_answer(text)"), fails=["two_stage_tests"]),
 
     # ----------------------------------------------------------------- part 4: vote
+    # another implementation (max over a set), not an edit
     dict(cell="vote_answer", name="max over a set (tie broken by set order)", code='''
 def majority_vote(answers):
     votes = [a for a in answers if a is not None]
@@ -244,6 +144,7 @@ def majority_vote(answers):
         return None
     return max(set(votes), key=votes.count)
 ''', fails=["vote_tests"]),
+    # another implementation (Counter.most_common), not an edit
     dict(cell="vote_answer", name="None counted as a vote", code='''
 from collections import Counter
 
@@ -258,9 +159,11 @@ def majority_vote(answers):
         "counts, first", "counts, last", "first.setdefault(float(a), a)", "last[float(a)] = a",
         "return next(first[k] for k in counts if counts[k] == best)",
         "return [last[k] for k in counts if counts[k] == best][-1]"), fails=["vote_tests"]),
+    # another implementation (Counter), not an edit
     dict(cell="vote_answer", name="tie goes to the largest answer", code=_VOTE_LARGEST, fails=["vote_tests"]),
     dict(cell="vote_answer", name="answers compared as strings (7 and 7.0 differ)", code=_vote_keyed_by("str(a)"),
          fails=["vote_tests"]),
+    # another implementation (statistics.mode), not an edit
     dict(cell="vote_answer", name="statistics.mode (raises without votes)", code='''
 import statistics
 
@@ -283,12 +186,14 @@ def majority_vote(answers):
         " / len(problems)", ""), fails=["experiment_tests"]),
     dict(cell="experiment_answer", name="predictions compared as strings with an int gold", code=edit(_EXPERIMENT_OK,
         _PREDS_OK, '        preds = [o.rsplit("A:", 1)[-1].strip() for o in outputs]\n'), fails=["experiment_tests"]),
+    # a hard-coded result, not an edit
     dict(cell="experiment_answer", name="hard-coded accuracies", code='''
 def run_experiment(generate, problems):
     return {"direct": 0.075, "cot": 1.0}
 ''', fails=["experiment_tests"]),
 
     # ----------------------------------------------------------------- monkeypatching
+    # a monkeypatch attack prepended to another implementation, not an edit
     dict(cell="vote_answer", name="monkeypatches torch.allclose/equal/isclose, tie to the largest", code=edit(
         _VOTE_LARGEST, "from collections import Counter\n", '''import torch
 from collections import Counter

@@ -1,168 +1,95 @@
 """Plausible wrong answers for solutions/06_prefix_prompt_tuning: each must fail the test cells in ``fails``.
 
-Each entry replaces the whole source of the answer cell ``cell``.
+Each entry replaces the whole source of the answer cell ``cell``: the solution's own answer cell
+(``solution(cell)``) with a few edits (``edit`` fails loudly when an edit no longer applies).
 """
+import runpy
+from pathlib import Path
+
+_shared = runpy.run_path(str(Path(__file__).with_name("_edits.py")))
+edit, solution = _shared["edit"], _shared["solutions_of"](__file__)
 
 # ---- part 1: the soft-prompt wrapper
-_SOFT = '''class SoftPrompt(torch.nn.Module):
-    def __init__(self, base_model, num_virtual_tokens):
-        super().__init__()
-        self.base_model = base_model
-        {freeze}
-        d = base_model.config.hidden_size
-        self.prompt = torch.nn.Parameter({init})
-
-    def forward(self, input_ids, attention_mask, labels=None):
-        embeds = self.base_model.get_input_embeddings()(input_ids)
-        B, p = embeds.shape[0], self.prompt.shape[0]
-        prompt = self.prompt.unsqueeze(0).expand(B, -1, -1)
-        embeds = {embeds}
-        attention_mask = {mask}
-        if labels is not None:
-            labels = {labels}
-        return self.base_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
-
-
-soft = SoftPrompt(copy.deepcopy(model), 5)
-'''
-_FREEZE = "for param in base_model.parameters():\n            param.requires_grad_(False)"
-_GOOD_SOFT = dict(
-    freeze=_FREEZE,
-    init="torch.randn(num_virtual_tokens, d)",
-    embeds="torch.cat([prompt, embeds], dim=1)",
-    mask="torch.cat([torch.ones(B, p, dtype=attention_mask.dtype), attention_mask], dim=1)",
-    labels="torch.cat([torch.full((B, p), -100, dtype=labels.dtype), labels], dim=1)",
-)
-
-
-def _soft(**changes):
-    return _SOFT.format(**{**_GOOD_SOFT, **changes})
-
-
+_SOFT_OK = solution("soft_prompt_answer")
+_FREEZE = "        for param in base_model.parameters():\n            param.requires_grad_(False)\n"
+_PROMPT_ROWS = "self.prompt.to(embeds.dtype).unsqueeze(0).expand(B, -1, -1)"
+_MASK_ROWS = "attention_mask.new_ones(B, p)"
+_LABEL_ROWS = "labels.new_full((B, p), -100)"
+_APPEND_LABELS = (f"torch.cat([{_LABEL_ROWS}, labels], dim=1)", f"torch.cat([labels, {_LABEL_ROWS}], dim=1)")
 # the prompt appended after the input instead of prepended: a mistake several entries make
-_APPENDED = dict(
-    embeds="torch.cat([embeds, prompt], dim=1)",
-    mask="torch.cat([attention_mask, torch.ones(B, p, dtype=attention_mask.dtype)], dim=1)",
-    labels="torch.cat([labels, torch.full((B, p), -100, dtype=labels.dtype)], dim=1)",
-)
-
+_APPENDED = (f"torch.cat([{_PROMPT_ROWS}, embeds], dim=1)", f"torch.cat([embeds, {_PROMPT_ROWS}], dim=1)",
+             f"torch.cat([{_MASK_ROWS}, attention_mask], dim=1)", f"torch.cat([attention_mask, {_MASK_ROWS}], dim=1)",
+             *_APPEND_LABELS)
 
 # ---- part 2: prefix keys and values
-_PREFIX = '''from transformers import DynamicCache
-
-
-def prefix_key_values(table, config, batch_size):
-    P = table.shape[0]
-    L, H, hd = config.num_hidden_layers, {heads}, config.head_dim
-    {kv}
-    kv = kv.unsqueeze(2).expand(L, 2, batch_size, H, P, hd)
-    return [({k}, {v}) for layer in range(L)]
-
-
-def prefix_logits(model, table, input_ids, attention_mask):
-    B, P = input_ids.shape[0], table.shape[0]
-    cache = DynamicCache(config=model.config)
-    for layer, (keys, values) in enumerate(prefix_key_values(table, model.config, B)):
-        cache.update(keys, values, layer)
-    mask = {mask}
-    return model(input_ids=input_ids, attention_mask=mask, past_key_values=cache).logits
-'''
-_GOOD_PREFIX = dict(
-    heads="config.num_key_value_heads",
-    kv="kv = table.view(P, L, 2, H, hd).permute(1, 2, 3, 0, 4)",
-    k="kv[layer, 0]", v="kv[layer, 1]",
-    mask="torch.cat([torch.ones(B, P, dtype=attention_mask.dtype), attention_mask], dim=1)",
-)
-
-
-def _prefix(**changes):
-    return _PREFIX.format(**{**_GOOD_PREFIX, **changes})
-
+_PREFIX_OK = solution("prefix_answer")
 
 # ---- part 3: training
-_TRAIN = '''torch.manual_seed(0)
-tuned = {tuned}
-result = training.train(tuned, tokenizer, task, training.TrainConfig.from_runtime(runtime, {kw}))
-'''
-_PREFIX_MODEL = ("apply_prefix_tuning(copy.deepcopy(model), PrefixTuningConfig(num_virtual_tokens=8, "
-                 "prefix_projection=True, encoder_hidden_size=256))")
+_TRAIN_OK = solution("train_answer")
+_PREFIX_MODEL = _TRAIN_OK[_TRAIN_OK.index("apply_prefix_tuning("):_TRAIN_OK.index("\nresult = ")]
 
 # ---- part 4: the mixed batch
-_MIXED = '''def mixed_prefix_logits(model, tables, names, input_ids, attention_mask):
-    B = input_ids.shape[0]
-    per_task = {{name: prefix_key_values(table, model.config, 1) for name, table in tables.items()}}
-    {rows}
-    cache = DynamicCache(config=model.config)
-    for layer in range(model.config.num_hidden_layers):
-        keys = torch.cat([per_task[n][layer][0] for n in rows], dim={dim})
-        values = torch.cat([per_task[n][layer][1] for n in rows], dim={dim})
-        cache.update(keys, values, layer)
-    P = next(iter(tables.values())).shape[0]
-    mask = torch.cat([torch.ones(B, P, dtype=attention_mask.dtype), attention_mask], dim=1)
-    return model(input_ids=input_ids, attention_mask=mask, past_key_values=cache).logits
-'''
+_MIXED_OK = solution("mixed_answer")
+_ROWS = "for n in names]"
 
 
-def _mixed(rows="rows = names", dim="0"):
-    return _MIXED.format(rows=rows, dim=dim)
+def _rows(rows: str) -> str:
+    """The mixed batch with the rows' task names taken from ``rows`` (computed first) instead of ``names``."""
+    return edit(_MIXED_OK, "    cache = DynamicCache(", f"    {rows}\n    cache = DynamicCache(", _ROWS, "for n in rows]")
 
 
 WRONG_ANSWERS = [
     # ---- part 1
     dict(cell="soft_prompt_answer", name="prompt appended after the input instead of prepended",
-         code=_soft(**_APPENDED),
-         fails=["soft_prompt_tests"]),
+         code=edit(_SOFT_OK, *_APPENDED), fails=["soft_prompt_tests"]),
     dict(cell="soft_prompt_answer", name="attention mask extended with zeros (the prompt is masked out)",
-         code=_soft(mask="torch.cat([torch.zeros(B, p, dtype=attention_mask.dtype), attention_mask], dim=1)"),
+         code=edit(_SOFT_OK, _MASK_ROWS, "attention_mask.new_zeros(B, p)"), fails=["soft_prompt_tests"]),
+    dict(cell="soft_prompt_answer", name="attention mask not extended", code=edit(_SOFT_OK,
+        f"        attention_mask = torch.cat([{_MASK_ROWS}, attention_mask], dim=1)\n", ""),
          fails=["soft_prompt_tests"]),
-    dict(cell="soft_prompt_answer", name="attention mask not extended",
-         code=_soft(mask="attention_mask"), fails=["soft_prompt_tests"]),
     dict(cell="soft_prompt_answer", name="labels -100 appended at the end instead of prepended",
-         code=_soft(labels=_APPENDED["labels"]),
-         fails=["soft_prompt_tests"]),
+         code=edit(_SOFT_OK, *_APPEND_LABELS), fails=["soft_prompt_tests"]),
     dict(cell="soft_prompt_answer", name="virtual positions labelled with the pad token instead of -100",
-         code=_soft(labels="torch.cat([torch.zeros(B, p, dtype=labels.dtype), labels], dim=1)"),
+         code=edit(_SOFT_OK, _LABEL_ROWS, "labels.new_zeros(B, p)"), fails=["soft_prompt_tests"]),
+    dict(cell="soft_prompt_answer", name="base model not frozen", code=edit(_SOFT_OK, _FREEZE, ""),
          fails=["soft_prompt_tests"]),
-    dict(cell="soft_prompt_answer", name="base model not frozen", code=_soft(freeze="pass"),
-         fails=["soft_prompt_tests"]),
-    dict(cell="soft_prompt_answer", name="prompt initialised to zeros",
-         code=_soft(init="torch.zeros(num_virtual_tokens, d)"), fails=["soft_prompt_tests"]),
+    dict(cell="soft_prompt_answer", name="prompt initialised to zeros", code=edit(_SOFT_OK,
+        "torch.randn(num_virtual_tokens, d,", "torch.zeros(num_virtual_tokens, d,"), fails=["soft_prompt_tests"]),
+    # a monkeypatch attack prepended to a mistake, not an edit of the solution
     dict(cell="soft_prompt_answer",
          name="monkeypatch: torch.allclose/isclose/equal always true, plus the prompt appended at the end",
          code='''import torch
 torch.allclose = lambda *a, **k: True
 torch.isclose = lambda *a, **k: torch.ones(1, dtype=torch.bool)
 torch.equal = lambda *a, **k: True
-''' + _soft(**_APPENDED),
-         fails=["soft_prompt_tests"]),
+''' + edit(_SOFT_OK, *_APPENDED), fails=["soft_prompt_tests"]),
     # ---- part 2
-    dict(cell="prefix_answer", name="values read before keys", code=_prefix(k="kv[layer, 1]", v="kv[layer, 0]"),
+    dict(cell="prefix_answer", name="values read before keys", code=edit(_PREFIX_OK,
+        "(kv[layer, 0], kv[layer, 1])", "(kv[layer, 1], kv[layer, 0])"), fails=["prefix_tests"]),
+    dict(cell="prefix_answer", name="table read as [key, value][layer] instead of [layer][key, value]", code=edit(
+        _PREFIX_OK, "table.view(P, L, 2, H, hd).permute(1, 2, 3, 0, 4)", "table.view(P, 2, L, H, hd).permute(2, 1, 3, 0, 4)"),
          fails=["prefix_tests"]),
-    dict(cell="prefix_answer", name="table read as [key, value][layer] instead of [layer][key, value]",
-         code=_prefix(kv="kv = table.view(P, 2, L, H, hd).permute(2, 1, 3, 0, 4)"), fails=["prefix_tests"]),
     dict(cell="prefix_answer", name="query heads instead of key/value heads (breaks grouped-query attention)",
-         code=_prefix(heads="config.num_attention_heads"), fails=["prefix_tests"]),
-    dict(cell="prefix_answer", name="(batch, P, heads, head_dim) instead of (batch, heads, P, head_dim)",
-         code=_prefix(kv="kv = table.view(P, L, 2, H, hd).permute(1, 2, 0, 3, 4)\n    H, P = P, H"),
-         fails=["prefix_tests"]),
-    dict(cell="prefix_answer", name="prefix positions masked out (zeros prepended to the mask)",
-         code=_prefix(mask="torch.cat([torch.zeros(B, P, dtype=attention_mask.dtype), attention_mask], dim=1)"),
-         fails=["prefix_tests"]),
+         code=edit(_PREFIX_OK, "config.num_key_value_heads", "config.num_attention_heads"), fails=["prefix_tests"]),
+    dict(cell="prefix_answer", name="(batch, P, heads, head_dim) instead of (batch, heads, P, head_dim)", code=edit(
+        _PREFIX_OK, "permute(1, 2, 3, 0, 4)           # (L, 2, H, P, hd)\n",
+        "permute(1, 2, 0, 3, 4)           # (L, 2, P, H, hd)\n    H, P = P, H\n"), fails=["prefix_tests"]),
+    dict(cell="prefix_answer", name="prefix positions masked out (zeros prepended to the mask)", code=edit(_PREFIX_OK,
+        "attention_mask.new_ones(B, P)", "attention_mask.new_zeros(B, P)"), fails=["prefix_tests"]),
     # ---- part 3
-    dict(cell="train_answer", name="learning rate far too small: the loss barely moves",
-         code=_TRAIN.format(tuned=_PREFIX_MODEL, kw="lr=1e-7"), fails=["train_tests"]),
+    dict(cell="train_answer", name="learning rate far too small: the loss barely moves", code=edit(_TRAIN_OK,
+        "lr=3e-3", "lr=1e-7"), fails=["train_tests"]),
     dict(cell="train_answer", name="the whole model fine-tuned (nothing frozen) instead of a prompt or prefix",
-         code=_TRAIN.format(tuned="copy.deepcopy(model).requires_grad_(True)", kw="steps=5, lr=1e-3"),
+         code=edit(_TRAIN_OK, _PREFIX_MODEL, "copy.deepcopy(model).requires_grad_(True)", "lr=3e-3", "steps=5, lr=1e-3"),
          fails=["train_tests"]),
-    dict(cell="train_answer", name="a loop that never steps (no training at all)", code='''torch.manual_seed(0)
-tuned = apply_prompt_tuning(copy.deepcopy(model), PromptTuningConfig(num_virtual_tokens=8))
-result = training.TrainResult()
-''', fails=["train_tests"]),
+    dict(cell="train_answer", name="a loop that never steps (no training at all)", code=edit(_TRAIN_OK,
+        _TRAIN_OK[_TRAIN_OK.index("result = training.train("):_TRAIN_OK.index("\nprint(")],
+        "result = training.TrainResult()"), fails=["train_tests"]),
     # ---- part 4
-    dict(cell="mixed_answer", name="every row gets the first row's prefix", code=_mixed(rows="rows = [names[0]] * B"),
+    dict(cell="mixed_answer", name="every row gets the first row's prefix", code=_rows("rows = [names[0]] * B"),
          fails=["mixed_tests"]),
     dict(cell="mixed_answer", name="tasks taken in the order of the dict, not the order of the rows",
-         code=_mixed(rows="rows = [list(tables)[b % len(tables)] for b in range(B)]"), fails=["mixed_tests"]),
-    dict(cell="mixed_answer", name="prefixes stacked along the sequence, not the batch",
-         code=_mixed(dim="2"), fails=["mixed_tests"]),
+         code=_rows("rows = [list(tables)[b % len(tables)] for b in range(B)]"), fails=["mixed_tests"]),
+    dict(cell="mixed_answer", name="prefixes stacked along the sequence, not the batch", code=edit(_MIXED_OK,
+        _ROWS + ", dim=0)", _ROWS + ", dim=2)"), fails=["mixed_tests"]),
 ]
