@@ -21,6 +21,8 @@ WRONG_ANSWERS = [
         "def load_warmup_model():", "from transformers import AutoModelForCausalLM\n\n\ndef load_warmup_model():",
         "    return load_model('embedded-xs')\n", "    model, tokenizer = load_model('embedded-xs')\n"
         "    return AutoModelForCausalLM.from_config(model.config).eval(), tokenizer\n"), fails=["load_tests"]),
+    dict(cell="load_answer", name="the runtime's default model (load_model()) instead of embedded-xs", code=edit(
+        _LOAD_OK, "load_model('embedded-xs')", "load_model()"), fails=["load_tests"]),
     dict(cell="load_answer", name="returns only the model", code=edit(_LOAD_OK,
         "load_model('embedded-xs')", "load_model('embedded-xs')[0]"), fails=["load_tests"]),
     dict(cell="count_answer", name="tied weights counted twice (state_dict)", code=edit(_COUNT_OK,
