@@ -15,7 +15,7 @@ from course_lib.grading.wrong import ATTACKS, attack_variants
 REPO = Path(__file__).resolve().parents[1]
 IMPORTED = {"torch": "torch", "training": "course_lib.training", "R": "course_lib.reasoning", "np": "numpy",
             "pruning": "course_lib.methods.pruning", "sys": "sys", "copy": "copy", "nn": "torch.nn",
-            "logging": "logging"}
+            "logging": "logging", "os": "os"}
 FORBIDDEN = {"course_lib.reasoning", "course_lib.methods.pruning", "course_lib.training.conditional_lm_loss", "peft"}
 ALLOWED = {"course_lib.methods.pruning.prunable_parameters"}
 
@@ -58,6 +58,7 @@ def rules(source: str) -> list[str]:
     ("torch.library.impl('aten::allclose', 'CPU')", "introspection"),    # re-registers what _allclose calls
     ("x = np.load('a.npy', allow_pickle=True)", "introspection"),         # a pickle runs code
     ("torch._C._set_grad_enabled(False)", "introspection"),
+    ("import os\nos._exit(3)", "introspection"),
     ("f = logging.currentframe()", "introspection"),
     ("S = type('S', (str,), {'__eq__': lambda s, o: True})", "rigged-comparison"),
     ("exec('x = 1')", "dynamic-code"),

@@ -142,7 +142,7 @@ def _mixed_class(tmp_path: Path, root: Path) -> Path:
     """A class of 5 in SUBMISSIONS/<student>/00_warmup: honest with edited points, a made-up graded cell and a
     right answer that writes to stderr when the tests call it (ann), blank (bob), a right answer behind a hook that
     prints every test cell, a wrong answer and a monkeypatch, the two hostile cells refused unrun (cat), an
-    interrupt-proof endless loop (dan), ``os._exit`` in an answer (eve)."""
+    interrupt-proof endless loop (dan), an answer that kills its own kernel (eve)."""
     cfg = root / "nbgrader_config.py"  # a short limit for the cells that will hang
     cfg.write_text(cfg.read_text() + '\nCELL_TIMEOUTS["count_answer"] = 10\n')
     src, rel = _source(root), nbformat.read(root / "exercises" / A / f"{A}.ipynb", as_version=4)
@@ -176,7 +176,7 @@ def _mixed_class(tmp_path: Path, root: Path) -> Path:
     submit("dan", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
            count_answer="while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass")
     submit("eve", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
-           count_answer="import os\nos._exit(3)")
+           count_answer="import os\nos.kill(os.getpid(), 9)")  # (os._exit itself is refused unrun: a private name)
     return tmp_path / "submissions"
 
 
