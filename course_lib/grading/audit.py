@@ -61,9 +61,7 @@ from dataclasses import dataclass
 
 from .notebook import SOLUTION_BEGIN, SOLUTION_END, grade_id, is_locked, is_solution, is_test, strip_region
 
-RULES = ("forbidden", "test-reference", "kernel", "builtins", "introspection", "dynamic-code", "patching",
-         "rigged-comparison")
-FIX = {
+FIX = {  # the rules, and what each tells the learner to do instead
     "forbidden": "this part asks you to write it yourself: remove that import or call",
     "test-reference": "names the locked cells define for the tests are theirs: use your own names and values",
     "kernel": "an answer needs no access to the notebook's kernel or its history",
@@ -364,6 +362,7 @@ def read_cell(source: str, forbidden=frozenset(), references=frozenset(), import
     except SyntaxError:
         return found
     imported = imported if isinstance(imported, dict) else {name: name for name in imported or ()}
+    imported = {**_imported(tree), **imported}  # the cell's own imports; a name the course gave keeps its meaning
     reader = _Reader(set(forbidden), set(references), imported, set(allowed))
     reader.visit(tree)
     return found + reader.found
@@ -471,11 +470,9 @@ class Auditor:
         lines = source.splitlines()
         mine = self.given.get(gid, set())
         forbidden = forbidden_for(self.table, gid if gid in self.given else None)
-        if imported is None:
-            tree = _parse(source)
-            imported = {**(_imported(tree) if tree is not None else {}), **self.imported}
         out, seen = [], set()
-        for rule, line, what in read_cell(source, forbidden, self.references, imported, self.allowed):
+        for rule, line, what in read_cell(source, forbidden, self.references, self.imported if imported is None
+                                          else imported, self.allowed):
             if 0 < line <= len(lines) and lines[line - 1].strip() in mine or (rule, line) in seen:
                 continue  # the instructor's own line, or a second finding of one rule on one line
             seen.add((rule, line))

@@ -123,12 +123,11 @@ def _with_test_printer(nb):
     return nb
 
 
-def _wrong_submission(source_nb, release_nb, bank: list[Variant]):
+def _wrong_submission(source_nb, release_nb, bank: list[Variant], auditor: Auditor):
     """The autograde stage's wrong submission: a learner whose first part holds the bank's first mistake there
     that the grader runs (not refused by :mod:`.audit`) and who left the later parts as released, plus the
     checker's probe that prints every cell after it (the feedback must withhold those outputs). The later parts
     fail at once instead of training: every mistake is run in the wrong-answer stage anyway."""
-    auditor = Auditor(source_nb)
     order = [grade_id(c) for c in source_nb.cells if is_solution(c)]
     chosen = next((v for gid in order for v in bank if v.cell == gid and not auditor.cell(v.code, v.cell)), None)
     if chosen is None:
@@ -154,26 +153,21 @@ def _plan(nb, v: Variant, cfg: GradingConfig) -> list[dict]:
     return plan
 
 
-def refused_by_audit(auditor: Auditor, v: Variant) -> list:
-    """What the grader's audit refuses in ``v``'s answer cell (empty: the grader would run it)."""
-    return auditor.cell(v.code, v.cell)
-
-
-def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Variant]) -> list[str]:
-    """Judge the variants the audit refuses without running them (the grader never runs them: their part
-    scores 0); run the solution once and fork at each answer cell for the others."""
+def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Variant],
+                      refused: set[int]) -> list[str]:
+    """Judge the variants the audit refuses (``refused``: their indices in ``variants``) without running them:
+    the grader never runs them, their part scores 0. Run the solution once and fork at each answer cell for
+    the others."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError
 
     problems = []
     by_cell: dict[int, list[Variant]] = {}
-    auditor = Auditor(nb)
-    for v in variants:
-        refused = [] if v.generic or v.control else refused_by_audit(auditor, v)
-        if v.attack and not refused:
+    for k, v in enumerate(variants):
+        if v.attack and k not in refused:
             problems.append(f"{assignment}: {v.name} in {v.cell} is not refused by the grader's audit, so it would "
                             "run in the tests' kernel. Fix: extend course_lib/grading/audit.py to refuse it.")
-        if refused or v.attack:
+        if k in refused or v.attack:
             continue
         by_cell.setdefault(find_cell(nb, v.cell)[0], []).append(v)
     if not by_cell:
@@ -439,7 +433,8 @@ def check_assignment(cfg: GradingConfig, assignment: str, stages=STAGES) -> list
         rep.step("no solution, hidden test or marker in exercises/", sorted(set(probs)), time.time() - t)
 
     bank, bank_problems = load_bank(cfg.root, assignment, source_nb)
-    wrong_nb = _wrong_submission(source_nb, release_nb, bank)
+    auditor = Auditor(source_nb)
+    wrong_nb = _wrong_submission(source_nb, release_nb, bank, auditor)
 
     if "autograde" in stages or "feedback" in stages:
         t = time.time()
@@ -458,10 +453,10 @@ def check_assignment(cfg: GradingConfig, assignment: str, stages=STAGES) -> list
         t = time.time()
         attacks = attack_variants(source_nb)
         variants = bank + generic_variants(source_nb) + attacks
-        auditor = Auditor(source_nb)
-        refused = sum(1 for v in bank if refused_by_audit(auditor, v))
-        probs = bank_problems + run_wrong_answers(cfg, assignment, source_nb, variants)
-        rep.step(f"wrong answers lose their points ({len(bank)} from the bank, {refused} of them refused unrun; "
+        refused = {k for k, v in enumerate(variants) if not (v.generic or v.control) and auditor.cell(v.code, v.cell)}
+        probs = bank_problems + run_wrong_answers(cfg, assignment, source_nb, variants, refused)
+        rep.step(f"wrong answers lose their points ({len(bank)} from the bank, "
+                 f"{sum(k < len(bank) for k in refused)} of them refused unrun; "
                  f"{len(variants) - len(bank) - len(attacks)} generic/control; {len(attacks)} attacks refused)",
                  probs, time.time() - t)
     print(f"   {assignment}: {'OK' if not rep.problems else f'{len(rep.problems)} problem(s)'} "

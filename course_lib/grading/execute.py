@@ -28,12 +28,6 @@ class CellRun:
     stdout: str = ""
     seconds: float = 0.0
 
-    @property
-    def failed(self) -> bool:
-        """Failed the way the course grades a test cell: an error, a timeout or a dead kernel (stderr is
-        shown, not scored: :mod:`.streams`)."""
-        return self.status != "ok"
-
     def describe(self) -> str:
         if self.status == "timeout":
             return f"did not finish within its time limit ({self.seconds:.0f} s)"

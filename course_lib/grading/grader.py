@@ -44,9 +44,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, CourseError
+from .audit import refuse
 from .config import GradingConfig, assignments, gradebook_path, gradebook_url, last_error, load_config, nbgrader
 from .execute import run_steps, solution_steps
-from .audit import refuse
 from .intake import normalize
 from .notebook import grade_id, is_solution
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from .audit import audit, forbidden_names
 from .notebook import (HIDDEN_BEGIN, HIDDEN_END, MARKER_LIKE, MARKERS, SOLUTION_BEGIN, SOLUTION_END, grade_id,
                        is_locked, is_solution, is_test, nbgrader_meta, points)
 
@@ -183,8 +184,6 @@ def lint_folder(root: Path, assignment: str) -> list[str]:
 def lint_forbidden(assignment: str, nb) -> list[str]:
     """What the grader refuses to run (:mod:`.audit`) must be what the learner was told, and the solution
     itself must pass the audit."""
-    from .audit import audit, forbidden_names
-
     problems = []
     try:
         table, allowed = forbidden_names(nb)

@@ -20,7 +20,6 @@ Only the parent writes the gradebook (:func:`.grader._merge`), whatever runs the
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 from .. import threads
@@ -45,11 +44,8 @@ def worker_count(workers: int | None) -> int:
 def threads_per_kernel(workers: int) -> int:
     """``cores() // workers``, at least 1, and never above a count set in this process's environment."""
     n = max(1, cores() // workers)
-    for name in ("OMP_NUM_THREADS", threads.ENV_VAR):
-        raw = os.environ.get(name, "").strip()
-        if raw.isdigit() and int(raw) >= 1:
-            n = min(n, int(raw))
-    return n
+    choice = threads.plan()  # OMP_NUM_THREADS or COURSE_THREADS, read (and checked) the way the runtime reads them
+    return n if choice.source == "cpu limits" else min(n, choice.threads)
 
 
 def thread_env(workers: int) -> dict[str, str]:

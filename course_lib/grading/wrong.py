@@ -9,7 +9,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .notebook import grade_id, is_solution, is_test
+from .audit import context, forbidden_for, forbidden_names
+from .notebook import find_cell, grade_id, is_solution, is_test, solution_body
 
 GENERIC_LOOP_TIMEOUT = 5  # seconds: enough to prove a never-ending answer is cut off, cheap in CI
 
@@ -95,8 +96,6 @@ GENERIC = [
 def generic_variants(nb) -> list[Variant]:
     """For every part: an answer that raises, an endless loop, an interrupt-proof endless loop; and a
     control, the solution's own answer, whose tests must pass (proof that the runner itself works)."""
-    from .notebook import find_cell, solution_body
-
     out = []
     for cell, tests in part_tests(nb).items():
         if tests:
@@ -133,9 +132,6 @@ ATTACKS = [
 def attack_variants(nb) -> list[Variant]:
     """Every attack of :data:`ATTACKS` in front of every part's correct answer, plus an import of each name
     that part forbids (notebook metadata ``course.forbidden``)."""
-    from .audit import context, forbidden_for, forbidden_names
-    from .notebook import find_cell, solution_body
-
     references, _ = context(nb)
     ref = "_allclose" if "_allclose" in references else min(references, default="_reference")
     table, _ = forbidden_names(nb)
