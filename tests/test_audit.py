@@ -77,9 +77,67 @@ def rules(source: str) -> list[str]:
     ("loss = training.conditional_lm_loss(m, b)", "forbidden"),
     ("f = getattr(training, 'conditional_lm_loss')", "forbidden"),
     ("pruning.prune(model, cfg)", "forbidden"),
+    # bindings of a builtin's name in every form Python has
+    ("try:\n    1 / 0\nexcept Exception as isinstance:\n    pass", "builtins"),
+    ("match 1:\n    case all:\n        pass", "builtins"),
+    ("(isinstance := lambda *a, **k: True)", "builtins"),
+    # patching through an alias, a container, type(x), a special method set from outside, an item
+    ("t = torch\nt.allclose = lambda *a, **k: True", "patching"),
+    ("T = torch.Tensor\nT.item = lambda self: 1.0", "patching"),
+    ("for m in (torch, np):\n    m.allclose = f", "patching"),
+    ("[torch][0].allclose = f", "patching"),
+    ("type(torch.zeros(1)).item = lambda self: 0.0", "patching"),
+    ("import os\nos.environ['COURSE_RUNTIME'] = 'gpu'", "patching"),
+    ("os.environ.update(COURSE_RUNTIME='gpu')", "patching"),
+    ("training.DEFAULTS.update(steps=0)", "patching"),
+    ("class A:\n    pass\nA.__eq__ = lambda s, o: True", "rigged-comparison"),
+    ("class A:\n    pass\nsetattr(A, '__e' + 'q__', f)", "rigged-comparison"),
+    ("class A:\n    pass\nsetattr(A, name, f)", "dynamic-code"),
+    ("setattr(type(x), name, f)", "dynamic-code"),
+    # subclasses of a library's value type answer for a tensor or a number
+    ("class T(torch.Tensor):\n    pass", "rigged-comparison"),
+    ("class F(np.float64):\n    pass", "rigged-comparison"),
+    # code that keeps running or patching after the cell ends
+    ("import threading\nthreading.Thread(target=f).start()", "introspection"),
+    ("from unittest import mock\nmock.patch('torch.allclose', f).start()", "introspection"),
+    ("import subprocess", "introspection"),
 ])
 def test_each_route_into_the_grader_is_refused(source, rule):
     assert rule in rules(source)
+
+
+SHARED = {"baseline_accuracy": None, "model": None, "torch": "torch", "nn": "torch.nn", "models": None}
+
+
+@pytest.mark.parametrize("source", [
+    "baseline_accuracy = 0.0",                                  # the tests compare against it
+    "model = FakeModel()",
+    "del model",
+    "def f():\n    global baseline_accuracy\n    baseline_accuracy = -1",
+    "import numpy as torch",
+    "from mylib import fake as model",
+    "class FakeTorch:\n    pass\ntorch = FakeTorch()",
+    "for model in [None]:\n    pass",
+    "with open('x') as model:\n    pass",
+    "baseline_accuracy.clear()",                                # in place: the same object the tests read
+    "def f():\n    model[0] = None",
+    "del model['w']",
+])
+def test_a_name_the_courses_cells_bind_and_the_tests_read_is_not_rebound(source):
+    found = [rule for rule, _, _ in read_cell(source, FORBIDDEN, {"_allclose"}, IMPORTED, ALLOWED, SHARED)]
+    assert "test-reference" in found
+
+
+@pytest.mark.parametrize("source", [
+    "import torch\nfrom torch import nn",                        # the same module again
+    "accs = [evaluate(model) for model in models]",             # a comprehension's own name
+    "def f(model):\n    model = model.eval()\n    return model", # a function's local
+    "x = baseline_accuracy + 1\ny = model(x)",                  # reading them is what they are for
+    "def f(model):\n    model[0] = None\n    model.update(x)",   # a parameter of that name is the function's own
+    "model.eval()\nmodel.layers[0].mlp = Adapter(8)",          # a method that is not a container's; an attribute
+])
+def test_using_the_courses_names_is_not_rebinding(source):
+    assert read_cell(source, FORBIDDEN, {"_allclose"}, IMPORTED, ALLOWED, SHARED) == []
 
 
 @pytest.mark.parametrize("source", [
@@ -93,6 +151,11 @@ def test_each_route_into_the_grader_is_refused(source, rule):
     "class Adapter(nn.Module):\n    def __init__(self, d):\n        super().__init__()\n\n    def forward(self, h):\n"
     "        return h",
     "x = type(model).__name__",
+    "for p in model.parameters():\n    p.requires_grad = False",  # attributes of the learner's own objects
+    "model.layers[0].mlp.down_proj = Adapter(8)\nmodel.config.use_cache = False",
+    "parent = model.get_submodule(path)\nsetattr(parent, name, LoRALinear(old, r=4))",
+    "state = {}\nstate['w'] = torch.zeros(2)",
+    "from dataclasses import dataclass\n\n@dataclass\nclass Row:\n    rank: int",
     "this is not python (",                                     # fails when it runs, not here
 ])
 def test_honest_code_is_not_refused(source):

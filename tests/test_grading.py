@@ -235,6 +235,31 @@ def test_grade_a_class_with_1_and_2_workers_gives_the_same_gradebook(tmp_path, m
     assert _graded_class(root, out_csv) == (rows, book)
 
 
+def test_an_assignment_is_registered_once_until_its_source_or_config_changes(tmp_path, monkeypatch):
+    """`course grade` registers an assignment (two nbgrader runs) only when nothing registered this source with
+    this config yet, or when a gradebook lost it; a regrade, a resume or a second pass pays for submissions only."""
+    from course_lib.grading import grader
+    from course_lib.grading.config import load_config
+
+    root = _course_copy(tmp_path, monkeypatch)
+    calls = []
+    real = grader.nbgrader
+    monkeypatch.setattr(grader, "nbgrader", lambda args, *a, **k: calls.append(args[0]) or real(args, *a, **k))
+    cfg = load_config()
+    template = grader.register(cfg, A)
+    assert calls == ["generate_assignment"] and template.is_file()
+    assert (template.parents[2] / "exercises" / A / f"{A}.ipynb").is_file()   # the release _take_in reads
+    assert grader.register(cfg, A) == template and calls == ["generate_assignment"]    # nothing ran again
+    nb = _source(root)
+    nb.cells[0].source += "\n"
+    _write_source(root, nb)                                                   # a changed source ...
+    grader.register(cfg, A)
+    assert calls == ["generate_assignment"] * 2                               # ... is registered again
+    grader.gradebook_path(root).unlink()                                      # so is a lost gradebook
+    grader.register(cfg, A)
+    assert calls == ["generate_assignment"] * 3
+
+
 def test_grade_options_are_checked(tmp_path, monkeypatch, capsys):
     from course_lib.cli import main
 

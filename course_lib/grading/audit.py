@@ -22,24 +22,35 @@ forbidden               a module or function the part says to write yourself (``
                         (``methods.lora``, ``training.conditional_lm_loss``, ``R.evaluate`` after
                         ``from course_lib import reasoning as R``); declared in the solution notebook's
                         metadata (:func:`forbidden_names`)
-test-reference          a name the locked cells define for the tests (``_allclose``, ``_ref_model``...)
+test-reference          a name the locked cells define for the tests (``_allclose``, ``_ref_model``...);
+                        rebinding (in any form: ``=``, ``del``, ``def``, ``import ... as``, ``for``,
+                        ``with ... as``, ``global``) a name the course's cells bind and read again
+                        (``baseline_accuracy``, ``val``, ``model``, ``torch``), or changing such a value
+                        in place (``val[:] = ...``, ``val.clear()``); importing the same module again is fine
 kernel                  ``get_ipython`` (AST/input transformers, events, the user namespace) and the
                         IPython history (``In``, ``Out``, ``_ih``...); ``%time``/``%timeit`` stay allowed
-builtins                ``import builtins``, ``__builtins__``, a module-level rebinding of a builtin
-                        name (``all = ...``, ``def isinstance``)
+builtins                ``import builtins``, ``__builtins__``, a module-level binding of a builtin's
+                        name in any form (``all = ...``, ``def isinstance``, ``except E as all``,
+                        ``case all``, ``(all := ...)``)
 introspection           ``inspect``, ``gc``, ``atexit``, ``ctypes``, ``importlib``, ``pickle``,
-                        ``traceback``, ``operator``...; ``sys._getframe``, ``sys.settrace``,
-                        ``sys.modules``...; frame, traceback, code and globals attributes (``f_back``,
-                        ``__traceback__``, ``__globals__``, ``__dict__``...), also as strings; library entry
-                        points to native code, the operator registry or pickles (``torch.library``,
-                        ``torch.utils.cpp_extension``, ``torch.load``, ``numpy.load``); private attributes of
-                        an imported module (``torch._C``)
-dynamic-code            ``exec``, ``eval``, ``compile``, ``__import__``, ``globals``, ``locals``, ``vars``
-patching                assigning to an attribute of an imported module or object
-                        (``torch.allclose = ...``, ``setattr(training, ...)``)
-rigged-comparison       a class that derives from a builtin type or defines a comparison, truth or
-                        conversion method (``__eq__``, ``__bool__``, ``__float__``...), a metaclass, or a
-                        class built with ``type(name, bases, namespace)``
+                        ``traceback``, ``operator``...; code that runs on after the cell or patches for
+                        it (``threading``, ``multiprocessing``, ``subprocess``, ``unittest.mock``);
+                        ``sys._getframe``, ``sys.settrace``, ``sys.modules``...; frame, traceback, code
+                        and globals attributes (``f_back``, ``__traceback__``, ``__globals__``,
+                        ``__dict__``...), also as strings; library entry points to native code, the
+                        operator registry or pickles (``torch.library``, ``torch.utils.cpp_extension``,
+                        ``torch.load``, ``numpy.load``); private attributes of an imported module
+                        (``torch._C``)
+dynamic-code            ``exec``, ``eval``, ``compile``, ``__import__``, ``globals``, ``locals``, ``vars``;
+                        ``setattr`` with a computed name on a class or on ``type(x)``
+patching                storing or deleting an attribute or item of an imported module or object, also
+                        through an alias (``t = torch; t.allclose = ...``), ``type(x)`` or a literal
+                        (``torch.allclose = ...``, ``setattr(training, ...)``, ``os.environ[...] = ...``)
+rigged-comparison       a class that derives from a builtin type or a library's value type
+                        (``torch.Tensor``, ``numpy.float64``) or defines a comparison, truth or
+                        conversion method (``__eq__``, ``__bool__``, ``__float__``...), a special method
+                        set from outside (``A.__eq__ = ...``), a metaclass, or a class built with
+                        ``type(name, bases, namespace)``
 ======================  ============================================================================
 
 This is a deny-list over source code, so it is as good as its coverage: the rules refuse the primitives
@@ -78,7 +89,8 @@ INTROSPECTION_MODULES = {"inspect", "gc", "atexit", "ctypes", "importlib", "runp
                          "cloudpickle", "code", "codeop", "dis", "types", "signal", "faulthandler", "builtins",
                          "IPython", "ipykernel", "traitlets", "sysconfig", "site", "imp", "pdb", "bdb", "trace",
                          "tracemalloc", "sys.monitoring", "_thread", "traceback", "operator", "asyncio", "shelve",
-                         "copyreg", "joblib", "weakref"}
+                         "copyreg", "joblib", "weakref", "threading", "multiprocessing", "concurrent", "subprocess",
+                         "unittest", "mock", "pytest", "_pytest", "sched", "socket", "pty"}
 # reach native code, the operator registry or pickles from a library that is itself allowed
 DANGEROUS_CHAINS = {"torch.library", "torch.overrides", "torch.utils.cpp_extension", "torch.ops.load_library",
                     "torch.load", "torch.package", "torch.hub", "numpy.ctypeslib", "numpy.load", "pandas.read_pickle",
@@ -102,6 +114,12 @@ RIGGING_METHODS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "
                    "__torch_function__", "__torch_dispatch__", "__array__", "__array_ufunc__",
                    "__array_function__", "__getattr__", "__getattribute__", "__new__", "__init_subclass__",
                    "__class_getitem__"}
+# library value types a subclass of which could answer for a tensor or a number and compare as it likes
+VALUE_TYPES = ("torch.Tensor", "torch.nn.Parameter", "torch.nn.parameter", "torch.Size", "numpy")
+# the methods that change a list, dict or set in place: not on a value the tests read
+CONTAINER_MUTATORS = {"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse", "update",
+                      "setdefault", "popitem", "add", "discard", "difference_update", "intersection_update",
+                      "symmetric_difference_update", "__setitem__", "__delitem__"}
 BUILTIN_TYPES = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)}
 BUILTIN_NAMES = set(dir(builtins)) - {"__name__", "__doc__", "__package__", "__loader__", "__spec__",
                                       "__build_class__", "__debug__"}
@@ -154,10 +172,24 @@ def _matches(dotted: str, forbidden: set[str], allowed: set[str] = frozenset()) 
 
 
 class _Reader(ast.NodeVisitor):
-    def __init__(self, forbidden: set[str], references: set[str], imported: dict[str, str], allowed: set[str]):
+    def __init__(self, forbidden: set[str], references: set[str], imported: dict[str, str], allowed: set[str],
+                 shared: dict[str, str | None] | None = None, classes: set[str] = frozenset()):
         self.forbidden, self.references, self.imported, self.allowed = forbidden, references, imported, allowed
+        self.shared = shared  # names the course's cells bind and read -> what an import there made them
+        self.classes = classes  # the classes the cell defines
         self.found: list[tuple[str, int, str]] = []
         self.depth = 0  # > 0 inside a function or class body
+        self.local: set[int] = set()  # ids of comprehension targets (local to the comprehension)
+        self.scopes: list[set[str]] = []  # the local names of the functions around the node
+
+    def bind(self, node, name: str, how: str, imports: str | None = None) -> None:
+        """A binding of ``name`` in the notebook's namespace (module level, or ``global``): a builtin's name, or
+        a name the course's cells bound and read again (``baseline_accuracy``, ``model``, ``torch``); an
+        import of what the course's cells imported under that name (``imports``) is no rebinding."""
+        if name in BUILTIN_NAMES:
+            self.add("builtins", node, f"{how} {name} (rebinds a builtin)")
+        elif name in self.shared and (imports is None or self.shared[name] != imports):
+            self.add("test-reference", node, f"{how} {name} (a name the course's cells bind and the tests read)")
 
     def full(self, dotted: str) -> str:
         """``R.evaluate`` -> ``course_lib.reasoning.evaluate`` when a cell did ``from course_lib import reasoning as R``."""
@@ -180,8 +212,9 @@ class _Reader(ast.NodeVisitor):
     def visit_Import(self, node):
         for alias in node.names:
             self._module(node, alias.name)
-            if self.depth == 0 and (alias.asname or alias.name.split(".")[0]) in BUILTIN_NAMES:
-                self.add("builtins", node, f"import ... as {alias.asname or alias.name} (a builtin's name)")
+            bound = alias.asname or alias.name.split(".")[0]
+            if self.depth == 0:
+                self.bind(node, bound, "import ... as", alias.name if alias.asname else bound)
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node):
@@ -198,8 +231,8 @@ class _Reader(ast.NodeVisitor):
                 self.add("introspection", node, f"from {module} import {alias.name}")
             if (alias.asname or alias.name) in self.references:
                 self.add("test-reference", node, f"import ... as {alias.asname or alias.name}")
-            if self.depth == 0 and (alias.asname or alias.name) in BUILTIN_NAMES:
-                self.add("builtins", node, f"import of {alias.asname or alias.name} (a builtin's name)")
+            if self.depth == 0:
+                self.bind(node, alias.asname or alias.name, "import ... as", full)
         self.generic_visit(node)
 
     # names and attributes ----------------------------------------------------------------------------
@@ -216,17 +249,60 @@ class _Reader(ast.NodeVisitor):
             self.add("builtins", node, node.id)
         elif node.id in DYNAMIC and isinstance(node.ctx, ast.Load):
             self.add("dynamic-code", node, f"{node.id}(...)")
-        if isinstance(node.ctx, (ast.Store, ast.Del)) and self.depth == 0 and node.id in BUILTIN_NAMES:
-            self.add("builtins", node, f"{node.id} = ... (rebinds a builtin)")
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and self.depth == 0:
+            if node.id in BUILTIN_NAMES or id(node) not in self.local:
+                self.bind(node, node.id, "del" if isinstance(node.ctx, ast.Del) else "assignment to")
+
+    def visit_comprehension(self, node):
+        self.local |= {id(n) for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node):
+        if node.name and self.depth == 0:
+            self.bind(node, node.name, "except ... as")
+        self.generic_visit(node)
+
+    def _match_name(self, node, name):
+        if name and self.depth == 0:
+            self.bind(node, name, "case ... as")
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node):
+        self._match_name(node, node.name)
+
+    def visit_MatchStar(self, node):
+        self._match_name(node, node.name)
+
+    def visit_MatchMapping(self, node):
+        self._match_name(node, node.rest)
+
+    def _patched(self, node, kind: str) -> None:
+        """An attribute or item stored into (or deleted from) something the cell did not make: a module, an
+        object imported or reached from one (also through an alias, ``t = torch``), ``type(x)``, a literal."""
+        base = node.value
+        while isinstance(base, (ast.Attribute, ast.Subscript)):
+            base = base.value
+        what = f"{ast.unparse(node)} = ..."
+        if isinstance(base, ast.Name) and base.id in self.imported:
+            self.add("patching", node, what)
+        elif isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id in ("type", "super"):
+            self.add("patching", node, f"{what} (changes a class)")
+        elif isinstance(base, (ast.List, ast.Tuple, ast.Set, ast.Dict)):
+            self.add("patching", node, what)
+
+    def visit_Subscript(self, node):
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            self._patched(node, "item")
+            if (name := self._test_value(node.value)) is not None:
+                self.add("test-reference", node, f"{ast.unparse(node)} = ... (changes {name}, which the tests read)")
+        self.generic_visit(node)
 
     def visit_Attribute(self, node):
         dotted = _dotted(node)
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            base = node.value
-            while isinstance(base, ast.Attribute):
-                base = base.value
-            if isinstance(base, ast.Name) and base.id in self.imported:
-                self.add("patching", node, f"{dotted or node.attr} = ...")
+            self._patched(node, "attribute")
+            if node.attr.startswith("__") and node.attr.endswith("__"):
+                self.add("rigged-comparison", node, f"{ast.unparse(node)} = ... (a special method set from outside)")
         if dotted is None:  # the chain starts at a call or a subscript: this attribute, then what it is on
             if node.attr in DUNDER_ATTRIBUTES or node.attr in FRAME_ATTRIBUTES:
                 self.add("introspection", node, f".{node.attr}")
@@ -257,6 +333,14 @@ class _Reader(ast.NodeVisitor):
             self.add("introspection", node, f"the string {node.value!r}")
 
     def visit_Call(self, node):
+        if isinstance(node.func, ast.Attribute) and node.func.attr in CONTAINER_MUTATORS:
+            if (name := self._test_value(node.func.value)) is not None:
+                self.add("test-reference", node, f"{name}.{node.func.attr}(...) (changes {name}, which the tests read)")
+            root = node.func.value
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in self.imported and root is not node.func.value:
+                self.add("patching", node, f"{ast.unparse(node.func)}(...) (changes a library's or the course's state)")
         if isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 3:
             self.add("rigged-comparison", node, "type(name, bases, namespace) (a class built at run time)")
         func = node.func.id if isinstance(node.func, ast.Name) else None
@@ -269,6 +353,14 @@ class _Reader(ast.NodeVisitor):
                     self.add("patching", node, f"{func}({target}, ...)")
                 elif literal is None:
                     self.add("dynamic-code", node, f"{func}({target}, <a computed name>)")
+            if func in ("setattr", "delattr"):
+                strings = [n.value for n in ast.walk(name) if isinstance(n, ast.Constant) and isinstance(n.value, str)] \
+                    if name is not None else []
+                if literal is not None and literal.startswith("__") or any("__" in t for t in strings):
+                    self.add("rigged-comparison", node, f"{func}(..., a special method's name)")
+                elif literal is None and (target in self.classes or isinstance(node.args[0], ast.Call) and
+                                          isinstance(node.args[0].func, ast.Name) and node.args[0].func.id == "type"):
+                    self.add("dynamic-code", node, f"{func}({target or ast.unparse(node.args[0])}, <a computed name>)")
             if literal is not None and target:
                 hit = _matches(self.full(f"{target}.{literal}"), self.forbidden, self.allowed)
                 if hit:
@@ -279,16 +371,29 @@ class _Reader(ast.NodeVisitor):
 
     # definitions ---------------------------------------------------------------------------------------
     def _define(self, node, name: str) -> None:
-        if self.depth == 0 and name in BUILTIN_NAMES:
-            self.add("builtins", node, f"def/class {name} (rebinds a builtin)")
+        if self.depth == 0:
+            self.bind(node, name, "def/class")
         if name in self.references:
             self.add("test-reference", node, f"def/class {name}")
 
     def visit_FunctionDef(self, node):
         self._define(node, node.name)
         self.depth += 1
+        args = node.args
+        own = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg] if a}
+        own |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        own -= {name for n in ast.walk(node) if isinstance(n, ast.Global) for name in n.names}
+        self.scopes.append(own)
         self.generic_visit(node)
+        self.scopes.pop()
         self.depth -= 1
+
+    def _test_value(self, node) -> str | None:
+        """The name, if ``node`` is a value the course's cells bound for the tests (not a module, not a local)."""
+        if isinstance(node, ast.Name) and node.id in self.shared and self.shared[node.id] is None and \
+                not any(node.id in own for own in self.scopes):
+            return node.id
+        return None
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
@@ -297,6 +402,10 @@ class _Reader(ast.NodeVisitor):
         for base in node.bases:
             if isinstance(base, ast.Name) and base.id in BUILTIN_TYPES and base.id != "object":
                 self.add("rigged-comparison", node, f"class {node.name}({base.id})")
+            dotted = _dotted(base)
+            full = self.full(dotted) if dotted else ""
+            if any(full == t or full.startswith(t + ".") for t in VALUE_TYPES):
+                self.add("rigged-comparison", node, f"class {node.name}({dotted}) (a subclass of a library's value type)")
         for kw in node.keywords:
             if kw.arg == "metaclass":
                 self.add("rigged-comparison", node, f"class {node.name}(metaclass=...)")
@@ -313,7 +422,7 @@ class _Reader(ast.NodeVisitor):
 
     def visit_Global(self, node):
         for name in node.names:
-            if name in BUILTIN_NAMES or name in self.references:
+            if name in BUILTIN_NAMES or name in self.references or name in self.shared:
                 self.add("builtins" if name in BUILTIN_NAMES else "test-reference", node, f"global {name}")
         self.generic_visit(node)
 
@@ -352,20 +461,51 @@ def _python(source: str) -> tuple[str, list[tuple[str, int, str]], list[str]]:
 
 
 def read_cell(source: str, forbidden=frozenset(), references=frozenset(), imported=None,
-              allowed=frozenset()) -> list[tuple[str, int, str]]:
-    """``(rule, line, what)`` for every refused construct of one cell's source (empty: it may run)."""
+              allowed=frozenset(), shared=None) -> list[tuple[str, int, str]]:
+    """``(rule, line, what)`` for every refused construct of one cell's source (empty: it may run).
+    ``shared``: names the course's own cells bind and read (the notebook may not rebind them)."""
     code, found, inner = _python(source)
     for body in inner:
-        found += read_cell(body, forbidden, references, imported, allowed)
+        found += read_cell(body, forbidden, references, imported, allowed, shared)
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return found
     imported = imported if isinstance(imported, dict) else {name: name for name in imported or ()}
     imported = {**_imported(tree), **imported}  # the cell's own imports; a name the course gave keeps its meaning
-    reader = _Reader(set(forbidden), set(references), imported, set(allowed))
+    imported = {**_aliases(tree, imported), **imported}  # t = torch: t is torch too
+    classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    shared = shared if isinstance(shared, dict) else dict.fromkeys(shared or ())
+    reader = _Reader(set(forbidden), set(references), imported, set(allowed), shared, classes)
     reader.visit(tree)
     return found + reader.found
+
+
+def _aliases(tree, imported: dict[str, str]) -> dict[str, str]:
+    """Names bound to an imported module or object, or to an attribute of one (``t = torch``, ``T =
+    torch.Tensor``, ``for m in (torch, np)``), with what they stand for: patching through them is patching."""
+    out = {}
+    for _ in range(3):  # an alias of an alias
+        known = {**out, **imported}
+        for node in ast.walk(tree):
+            pairs = []
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                pairs = [(t, node.value) for t in targets]
+            elif isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.iter, (ast.List, ast.Tuple, ast.Set)):
+                pairs = [(node.target, e) for e in node.iter.elts]
+            for target, value in pairs:
+                values = value.elts if isinstance(value, (ast.Tuple, ast.List)) else [value]
+                names = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+                if len(names) != len(values) and len(values) != 1:
+                    continue
+                for k, t in enumerate(names):
+                    v = values[k] if len(values) == len(names) else values[0]
+                    dotted = _dotted(v)
+                    if isinstance(t, ast.Name) and dotted and dotted.split(".")[0] in known:
+                        head, dot, rest = dotted.partition(".")
+                        out.setdefault(t.id, known[head] + dot + rest)
+    return out
 
 
 def _bound_names(tree) -> set[str]:
@@ -446,6 +586,25 @@ def context(source_nb) -> tuple[set[str], dict[str, str]]:
     return references, imported
 
 
+def shared_names(source_nb) -> dict[str, str | None]:
+    """Names the course's own cells (locked and test cells) bind and then read again: the tests' inputs
+    (``baseline_accuracy``, ``val``, ``model``, ``torch``...), each with what an import made it (None: not an
+    import). A learner's cell may use them, and import the same thing again, but not rebind them."""
+    bound, read, meaning = set(), set(), {}
+    for cell in source_nb.cells:
+        if cell.cell_type != "code" or is_solution(cell):
+            continue
+        tree = _parse(cell.source)
+        if tree is None:
+            continue
+        if not is_test(cell):
+            bound |= _bound_names(tree)
+            meaning.update(_imported(ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
+                                                type_ignores=[])))
+        read |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return {n: meaning.get(n) for n in bound & read if not n.startswith("_")}
+
+
 def given_lines(source_nb) -> dict[str, set[str]]:
     """For each answer cell, the lines the instructor gives outside its solution region (stripped): the
     release's own code may use the references (``pairs = prefix_key_values(_px_table, ...)``)."""
@@ -462,6 +621,7 @@ class Auditor:
         self.references, self.imported = context(source_nb)
         self.table, self.allowed = forbidden_names(source_nb)
         self.given = given_lines(source_nb)
+        self.shared = shared_names(source_nb)
         self.restored = {grade_id(c) for c in source_nb.cells if grade_id(c) and (is_locked(c) or is_test(c))
                          and not is_solution(c)}
 
@@ -472,7 +632,7 @@ class Auditor:
         forbidden = forbidden_for(self.table, gid if gid in self.given else None)
         out, seen = [], set()
         for rule, line, what in read_cell(source, forbidden, self.references, self.imported if imported is None
-                                          else imported, self.allowed):
+                                          else imported, self.allowed, self.shared):
             if 0 < line <= len(lines) and lines[line - 1].strip() in mine or (rule, line) in seen:
                 continue  # the instructor's own line, or a second finding of one rule on one line
             seen.add((rule, line))
@@ -483,12 +643,12 @@ class Auditor:
         """Every refused construct in the cells the learner controls (every code cell but the locked and test
         cells that nbgrader restores), in notebook order."""
         cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and grade_id(c) not in self.restored]
-        imported = {}
-        for i in cells:  # the learner's own imports count too ...
-            tree = _parse(nb.cells[i].source)
-            if tree is not None:
-                imported.update(_imported(tree))
+        imported, trees = {}, [t for i in cells if (t := _parse(nb.cells[i].source)) is not None]
+        for tree in trees:  # the learner's own imports count too ...
+            imported.update(_imported(tree))
         imported.update(self.imported)  # ... but the course's meaning of a name wins over a learner's rebinding
+        for tree in trees:  # and names bound to them in one cell and used in another (t = torch)
+            imported = {**_aliases(tree, imported), **imported}
         return [r for i in cells for r in self.cell(nb.cells[i].source, grade_id(nb.cells[i]), i, imported)]
 
 

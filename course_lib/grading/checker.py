@@ -15,7 +15,7 @@ For each assignment in ``solutions/``:
 5. plain run: the released notebook runs top to bottom without nbgrader, failing only with
    ``NotImplementedError`` (and the ``NameError`` that follows from it);
 6. wrong answers: every entry of ``tests/wrong_answers/<assignment>.py``, plus an answer that raises, an
-   endless loop and an interrupt-proof endless loop for every part, makes each test cell it names fail
+   endless loop and an interrupt-proof endless loop (first part), makes each test cell it names fail
    (an error: stderr alone costs nothing, see :mod:`.streams`), or is refused unrun by the grader's audit
    (:mod:`.audit`); every attack of :data:`.wrong.ATTACKS` and every forbidden import, put in front of each
    part's correct answer, must be refused by the audit. The others run cheaply: the solution runs once in a kernel
@@ -157,20 +157,21 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
                       refused: set[int]) -> list[str]:
     """Judge the variants the audit refuses (``refused``: their indices in ``variants``) without running them:
     the grader never runs them, their part scores 0. Run the solution once and fork at each answer cell for
-    the others."""
+    the others: before it for a wrong answer, after it for the control (the solution's own answer, run once)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError
 
     problems = []
-    by_cell: dict[int, list[Variant]] = {}
+    by_cell: dict[int, list[Variant]] = {}   # forked before the answer cell: the variant replaces it
+    after: dict[int, list[Variant]] = {}     # forked after it: a control reuses the solution's own answer
     for k, v in enumerate(variants):
         if v.attack and k not in refused:
             problems.append(f"{assignment}: {v.name} in {v.cell} is not refused by the grader's audit, so it would "
                             "run in the tests' kernel. Fix: extend course_lib/grading/audit.py to refuse it.")
         if k in refused or v.attack:
             continue
-        by_cell.setdefault(find_cell(nb, v.cell)[0], []).append(v)
-    if not by_cell:
+        (after if v.control else by_cell).setdefault(find_cell(nb, v.cell)[0], []).append(v)
+    if not by_cell and not after:
         return problems
     work = copy.deepcopy(nb)
     for c in work.cells:
@@ -182,27 +183,30 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
     client = NotebookClient(work, kernel_name="python3", kernel_manager_class=manager_class(),
                             allow_errors=True, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(folder)}})
+
+    def fork(i: int, group: list[Variant], skip_answer: bool) -> None:
+        plans = [_plan(nb, v, cfg)[1 if skip_answer else 0:] for v in group]
+        payload = base64.b64encode(json.dumps({"variants": plans}).encode()).decode()
+        probe = copy.deepcopy(work.cells[i])
+        probe.source = ("from course_lib.grading.forkrun import run_encoded as _course_run_encoded\n"
+                        f"_course_run_encoded(globals(), {payload!r})")
+        probe.outputs = []
+        client.timeout = sum(s["timeout"] for p in plans for s in p) + 60
+        client.execute_cell(probe, i, store_history=False)
+        text = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream")
+        errors = [short_error(o) for o in probe.outputs if o.output_type == "error"]
+        found = re.search(r"COURSE-FORKRUN (\S+)", text)
+        if not found:
+            problems.append(f"{assignment}: the wrong-answer runner failed at cell {i} ({grade_id(work.cells[i])}): "
+                            f"{'; '.join(errors) or text[-300:]}")
+            return
+        for v, results in zip(group, json.loads(base64.b64decode(found.group(1)))):
+            problems.extend(judge(assignment, nb, v, results))
+
     with client.setup_kernel():
         for i, cell in enumerate(work.cells):
             if i in by_cell:
-                group = by_cell[i]
-                plans = [_plan(nb, v, cfg) for v in group]
-                payload = base64.b64encode(json.dumps({"variants": plans}).encode()).decode()
-                probe = copy.deepcopy(cell)
-                probe.source = ("from course_lib.grading.forkrun import run_encoded as _course_run_encoded\n"
-                                f"_course_run_encoded(globals(), {payload!r})")
-                probe.outputs = []
-                client.timeout = sum(s["timeout"] for p in plans for s in p) + 60
-                client.execute_cell(probe, i, store_history=False)
-                text = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream")
-                errors = [short_error(o) for o in probe.outputs if o.output_type == "error"]
-                found = re.search(r"COURSE-FORKRUN (\S+)", text)
-                if not found:
-                    problems.append(f"{assignment}: the wrong-answer runner failed at cell {i} ({grade_id(cell)}): "
-                                    f"{'; '.join(errors) or text[-300:]}")
-                    continue
-                for v, plan, results in zip(group, plans, json.loads(base64.b64decode(found.group(1)))):
-                    problems += judge(assignment, nb, v, results)
+                fork(i, by_cell[i], skip_answer=False)
             if cell.cell_type == "code":
                 client.timeout = cfg.timeout_for(cell)
                 try:
@@ -213,6 +217,10 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
                                     "Fix: on a busy machine run `course check` alone; otherwise raise that cell's "
                                     "limit in nbgrader_config.py's CELL_TIMEOUTS.")
                     break
+            if i in after:
+                fork(i, after[i], skip_answer=True)
+            if i >= max(by_cell.keys() | after.keys()):
+                break  # no variant forks after this cell: the rest of the solution would run for nothing
     return problems
 
 

@@ -336,18 +336,37 @@ def _merge(cfg: GradingConfig, job: Job, result: dict, key: dict) -> Outcome:
     return out
 
 
-def _register(cfg: GradingConfig, assignment: str) -> Path:
-    """Register ``assignment`` in the course's gradebook and in a template gradebook for the jobs."""
+def register(cfg: GradingConfig, assignment: str) -> Path:
+    """Register ``assignment`` in the course's gradebook and in a template gradebook for the jobs.
+
+    Two nbgrader runs (about 10 s); skipped when an earlier run registered this very source notebook with this
+    very ``nbgrader_config.py`` and both gradebooks still hold it, so regrading one learner, resuming, or a
+    second pass costs only the submissions."""
+    from nbgrader.api import Gradebook, MissingEntry
+
     from .releasing import generate
 
+    template = cfg.root / "build" / "nbgrader" / "jobs" / assignment / ".template"  # no learner folder starts with "."
+    stamp = template.parent / "registered.json"
+    key = {"source_sha256": _sha256(cfg.root / "solutions" / assignment / f"{assignment}.ipynb"),
+           "config_sha256": _sha256(cfg.root / "nbgrader_config.py")}
+    release = template / "exercises" / assignment / f"{assignment}.ipynb"
+    try:
+        if json.loads(stamp.read_text()) == key and release.is_file() and gradebook_path(template).is_file():
+            with Gradebook(gradebook_url(cfg.root), course_id=cfg.config.CourseDirectory.course_id) as gb:
+                gb.find_assignment(assignment)
+            return gradebook_path(template)
+    except (OSError, ValueError, MissingEntry):
+        pass
+    stamp.unlink(missing_ok=True)
     reg = nbgrader(["generate_assignment", assignment, "--force",
                     "--CourseDirectory.release_directory=build/nbgrader/release"], cfg)
     if reg.returncode != 0:
         raise CourseError(f"cannot register {assignment} in the gradebook: {last_error(reg.stdout)}",
                           f"run `course check {assignment}`.")
-    template = cfg.root / "build" / "nbgrader" / "jobs" / assignment / ".template"  # no learner folder starts with "."
     shutil.rmtree(template, ignore_errors=True)
     generate(cfg, [assignment], template)
+    stamp.write_text(json.dumps(key))
     return gradebook_path(template)
 
 
@@ -416,7 +435,7 @@ def grade(submissions, csv_path=None, workers: int | None = None, students: list
             elif chosen(s, a):
                 pending.append((s, nb, key))
         if pending:
-            template = _register(cfg, a)
+            template = register(cfg, a)
             for s, nb, key in pending:
                 jobs.append(Job(str(cfg.root), a, s, str(nb), str(template), env))
                 keys[(a, s)] = key

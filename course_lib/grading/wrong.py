@@ -9,7 +9,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audit import context, forbidden_for, forbidden_names
+from .audit import context, forbidden_for, forbidden_names, shared_names
 from .notebook import find_cell, grade_id, is_solution, is_test, solution_body
 
 GENERIC_LOOP_TIMEOUT = 5  # seconds: enough to prove a never-ending answer is cut off, cheap in CI
@@ -94,21 +94,24 @@ GENERIC = [
 
 
 def generic_variants(nb) -> list[Variant]:
-    """For every part: an answer that raises, an endless loop, an interrupt-proof endless loop; and a
-    control, the solution's own answer, whose tests must pass (proof that the runner itself works)."""
+    """For every part: an answer that raises, and a control, the solution's own answer, whose tests must pass
+    (proof that the runner itself works). For the first part only: an endless loop and an interrupt-proof one,
+    proof that the time limit cuts an answer off (after it, a later part's tests fail just as they do after an
+    answer that raises, so one part shows it)."""
     out = []
     for cell, tests in part_tests(nb).items():
         if tests:
             code = solution_body(find_cell(nb, cell)[1].source)
             out.append(Variant("[control] the solution itself", cell, code, tests, control=True))
             out += [Variant(f"[generic] {name}", cell, code, tests, timeout=t, generic=True)
-                    for name, code, t in GENERIC]
+                    for name, code, t in GENERIC if t is None or not any(v.timeout for v in out)]
     return out
 
 
 # Attacks on the grader from issue 19, each put in front of the part's *correct* answer: the audit
 # (course_lib.grading.audit) must refuse every one before it runs, so the part scores 0 although the
-# answer itself is right. ``{ref}`` is a name the assignment's locked cells define for the tests.
+# answer itself is right. ``{ref}`` is a name the assignment's locked cells define for the tests; ``{shared}`` a
+# value they bind and the tests read (``model``, ``baseline_accuracy``).
 ATTACKS = [
     ("an AST transformer that swallows every failing statement",
      "import ast\n\nclass _Swallow(ast.NodeTransformer):\n    def visit_Module(self, node):\n"
@@ -126,6 +129,13 @@ ATTACKS = [
     ("patches torch's comparison", "import torch\ntorch.allclose = lambda *a, **k: True\n"),
     ("runs code built from a string", "exec('x' + ' = 1')\n"),
     ("imports through importlib", "import importlib\n_m = importlib.import_module('os')\n"),
+    ("patches torch through an alias", "import torch\n_t = torch\n_t.allclose = lambda *a, **k: True\n"),
+    ("rebinds a value the tests read", "{shared} = {shared}\n"),
+    ("rebinds a builtin with except ... as", "try:\n    1 / 0\nexcept Exception as all:\n    pass\n"),
+    ("sets a special method from outside a class",
+     "class _Any:\n    pass\n\n_Any.__eq__ = lambda self, other: True\n"),
+    ("mock.patch on the library", "from unittest import mock\nmock.patch('torch.allclose', lambda *a, **k: True).start()\n"),
+    ("a background thread", "import threading\nthreading.Thread(target=lambda: None).start()\n"),
 ]
 
 
@@ -134,6 +144,8 @@ def attack_variants(nb) -> list[Variant]:
     that part forbids (notebook metadata ``course.forbidden``)."""
     references, _ = context(nb)
     ref = "_allclose" if "_allclose" in references else min(references, default="_reference")
+    values = sorted(n for n, imported in shared_names(nb).items() if imported is None)
+    shared = "model" if "model" in values else values[0] if values else "torch"
     table, _ = forbidden_names(nb)
     out = []
     for cell, tests in part_tests(nb).items():
@@ -141,7 +153,8 @@ def attack_variants(nb) -> list[Variant]:
             continue
         code = solution_body(find_cell(nb, cell)[1].source)
         for name, prefix in ATTACKS:
-            out.append(Variant(f"[attack] {name}", cell, prefix.format(ref=ref) + code, tests, attack=True))
+            out.append(Variant(f"[attack] {name}", cell, prefix.format(ref=ref, shared=shared) + code, tests,
+                               attack=True))
         for module in sorted(forbidden_for(table, cell)):
             head, _, last = module.rpartition(".")
             imp = f"from {head} import {last}\n" if head else f"import {module}\n"

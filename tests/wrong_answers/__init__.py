@@ -9,8 +9,9 @@ Each defines ``WRONG_ANSWERS``, a list of entries::
 
 ``course check`` substitutes each entry into the solution notebook, runs the cells up to the last
 test cell in ``fails`` (skipping the other test cells) and requires every test cell in ``fails`` to
-fail (an error, or output on stderr, as nbgrader scores it). It adds generic entries for every part
-itself: an answer that raises, an endless loop, and an endless loop that swallows KeyboardInterrupt.
+fail (an error: output on stderr alone costs nothing, see course_lib/grading/streams.py). It adds generic
+entries itself: for every part an answer that raises, for the first an endless loop and an endless loop that
+swallows KeyboardInterrupt.
 
 ``load(assignment)`` returns the entries of one bank (for tests and interactive use).
 """
