@@ -4,6 +4,9 @@ import os
 import pytest
 import torch
 
+from course_lib.startup import skip_iri_grammar
+
+skip_iri_grammar()  # as `course` does: 2 s of CPU less in each worker that reads a notebook (course_lib/startup.py)
 torch.set_num_threads(1)
 # select_runtime() sets torch's threads from the CPU limits (course_lib.threads): keep the tests at one.
 os.environ.setdefault("COURSE_THREADS", "1")

@@ -138,7 +138,7 @@ def nbgrader(args: list[str], cfg: GradingConfig, nb_root: Path | None = None,
     hidden tests, so callers print only what they need."""
     nb_root = Path(nb_root or cfg.root).resolve()
     (nb_root / "build" / "nbgrader").mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={nb_root}",
+    cmd = [sys.executable, "-m", "course_lib.grading.nbgrader_main", *args, f"--CourseDirectory.root={nb_root}",
            f"--CourseDirectory.db_url={gradebook_url(nb_root)}"]
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1",  # nbgrader runs `alembic` from PATH
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))

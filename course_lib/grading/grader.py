@@ -222,8 +222,10 @@ def grade_submission(job: Job) -> dict:
     the autograded notebook and the feedback page stay under ``job.scratch`` for the parent to merge.
     A failure of the grader itself costs this submission (NOT GRADED, with the reason), not the class.
     """
+    from ..startup import skip_iri_grammar
     from .workers import thread_env
 
+    skip_iri_grammar()  # a worker process reads notebooks: start it as `course` starts
     t0 = time.time()
     os.environ.update(job.env)  # the same for every job of a run: the worker's kernels inherit it
     for k, v in thread_env(1).items():  # on a remote Dask worker: one job at a time, on the worker's cores
