@@ -95,7 +95,7 @@ _LONG = {"tests/test_assignments.py::test_course_check[": {"08": 749, "07": 353,
          "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"08": 177, "06": 159, "04": 133, "07": 104,
                                                                       "03": 104, "02": 74, "05": 73, "01": 61},
          "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 131},
-         "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 330},
+         "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 360},
          "tests/test_benchmarks.py::test_quick_run": {"": 126},
          "tests/test_grading.py::test_grade_on_a_dask_local_cluster": {"": 58}}
 _DEFAULT_LONG = 40  # any other test under a prefix above (a guard run, a new lecture)

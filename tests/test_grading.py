@@ -139,10 +139,12 @@ def test_lint_flags_test_cell_traps():
 
 
 def _mixed_class(tmp_path: Path, root: Path) -> Path:
-    """A class of 5 in SUBMISSIONS/<student>/00_warmup: honest with edited points, a made-up graded cell and a
+    """A class of 12 in SUBMISSIONS/<student>/00_warmup: honest with edited points, a made-up graded cell and a
     right answer that writes to stderr when the tests call it (ann), blank (bob), a right answer behind a hook that
     prints every test cell, a wrong answer and a monkeypatch, the two hostile cells refused unrun (cat), an
-    interrupt-proof endless loop (dan), an answer that kills its own kernel (eve)."""
+    interrupt-proof endless loop (dan), an answer that kills its own kernel (eve), right answers written another
+    way (fay), a wrong training step (gus), a builtin rebound by ``except ... as`` (hal), a patch through an alias
+    (ivy), a 4 TiB allocation (kim), a background thread (lea), right answers and a hostile cell of its own (max)."""
     cfg = root / "nbgrader_config.py"  # a short limit for the cells that will hang
     cfg.write_text(cfg.read_text() + '\nCELL_TIMEOUTS["count_answer"] = 10\n')
     src, rel = _source(root), nbformat.read(root / "exercises" / A / f"{A}.ipynb", as_version=4)
@@ -177,6 +179,27 @@ def _mixed_class(tmp_path: Path, root: Path) -> Path:
            count_answer="while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass")
     submit("eve", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
            count_answer="import os\nos.kill(os.getpid(), 9)")  # (os._exit itself is refused unrun: a private name)
+    submit("fay", load_answer=answers["load_answer"].replace("load_model('embedded-xs')", 'load_model(name="embedded-xs")'),
+           count_answer="def count_trainable_parameters(model):\n"
+                        "    return sum({id(p): p.numel() for p in model.parameters() if p.requires_grad}.values())",
+           step_answer="def training_step(model, batch, optimizer):\n    optimizer.zero_grad(set_to_none=True)\n"
+                       "    out = model(**batch)\n    out.loss.backward()\n    optimizer.step()\n"
+                       "    return float(out.loss.detach())")
+    submit("gus", load_answer=answers["load_answer"], count_answer=answers["count_answer"],
+           step_answer=answers["step_answer"].replace("    optimizer.zero_grad()\n", ""))
+    submit("hal", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
+           count_answer="try:\n    1 / 0\nexcept ZeroDivisionError as isinstance:\n    pass\n" + answers["count_answer"])
+    submit("ivy", load_answer=answers["load_answer"], count_answer=answers["count_answer"],
+           step_answer="import torch\n_t = torch\n_t.allclose = lambda *a, **k: True\n" + answers["step_answer"])
+    submit("kim", load_answer=answers["load_answer"], step_answer=answers["step_answer"],
+           count_answer="_hog = bytearray(1 << 42)\n" + answers["count_answer"])
+    submit("lea", load_answer=answers["load_answer"], count_answer=answers["count_answer"],
+           step_answer="import threading\nthreading.Thread(target=lambda: None).start()\n" + answers["step_answer"])
+    submit("max", **answers)
+    mx = tmp_path / "submissions" / "max" / A / f"{A}.ipynb"  # right answers and a cell of its own that reaches out
+    nb = nbformat.read(mx, as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell("get_ipython().events.register('pre_run_cell', print)"))
+    nbformat.write(nb, mx)
     return tmp_path / "submissions"
 
 
@@ -201,14 +224,20 @@ def test_grade_a_class_with_1_and_2_workers_gives_the_same_gradebook(tmp_path, m
     serial_s = time.time() - t0
     out = capsys.readouterr().out
     rows, book = _graded_class(root, out_csv)
-    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 0, "dan": 5, "eve": 5}
+    from course_lib.grading.checker import html_text
+
+    assert {s: float(r["score"]) for s, r in rows.items()} == {"ann": 7, "bob": 0, "cat": 0, "dan": 5, "eve": 5,
+                                                                "fay": 7, "gus": 4, "hal": 5, "ivy": 4, "kim": 5,
+                                                                "lea": 4, "max": 7}
     assert all(r["max_score"] == "7" and r["graded"] == "yes" for r in rows.values())
     assert "count_answer replaced by an error" in rows["dan"]["notes"] and "did not finish" in rows["dan"]["notes"]
     assert "count_answer replaced by an error" in rows["eve"]["notes"] and "killed the kernel" in rows["eve"]["notes"]
-    assert "5 submission(s) to grade on 1 local worker(s)" in out and "graded 5 of 5 submission(s)" in out
+    assert "12 submission(s) to grade on 1 local worker(s)" in out and "graded 12 of 12 submission(s)" in out
+    assert "line 3: except ... as isinstance (rebinds a builtin) (builtins" in rows["hal"]["notes"]
+    assert "_t.allclose = ... (patching" in rows["ivy"]["notes"] and "import threading (introspection" in rows["lea"]["notes"]
+    assert "(a cell you added) not run, scored 0: line 1: get_ipython (kernel" in rows["max"]["notes"]
+    assert "MemoryError" in html_text(root / rows["kim"]["feedback"])
     assert set(book) == {(A, s) for s in rows}
-    from course_lib.grading.checker import html_text
-
     text = html_text(root / rows["cat"]["feedback"])  # what the learner reads
     # the message of a failed hidden test, and why two of cat's cells never ran (the grader's audit) ...
     assert "count only parameters with requires_grad=True" in text and "The grader did not run this cell" in text
@@ -223,15 +252,15 @@ def test_grade_a_class_with_1_and_2_workers_gives_the_same_gradebook(tmp_path, m
 
     t0 = time.time()
     assert main(["grade", str(subs), "--csv", str(out_csv), "--workers", "2", "--force", *sandbox_flags]) == 0
-    print(f"5 submissions: {serial_s:.0f} s with 1 worker, {time.time() - t0:.0f} s with 2")
-    assert "5 submission(s) to grade on 2 local worker(s)" in capsys.readouterr().out
+    print(f"12 submissions: {serial_s:.0f} s with 1 worker, {time.time() - t0:.0f} s with 2")
+    assert "12 submission(s) to grade on 2 local worker(s)" in capsys.readouterr().out
     assert _graded_class(root, out_csv) == (rows, book)
 
     assert main(["grade", str(subs), "--csv", str(out_csv), "--workers", "2", *sandbox_flags]) == 0  # resume: all done
     assert "0 submission(s) to grade" in capsys.readouterr().out and _graded_class(root, out_csv) == (rows, book)
     assert main(["grade", str(subs), "--csv", str(out_csv), "--student", "bob", "--force", *sandbox_flags]) == 0
     out = capsys.readouterr().out
-    assert "1 submission(s) to grade" in out and "4 already graded" in out
+    assert "1 submission(s) to grade" in out and "11 already graded" in out
     assert _graded_class(root, out_csv) == (rows, book)
 
 
