@@ -94,6 +94,24 @@ def rules(source: str) -> list[str]:
     ("class A:\n    pass\nsetattr(A, '__e' + 'q__', f)", "rigged-comparison"),
     ("class A:\n    pass\nsetattr(A, name, f)", "dynamic-code"),
     ("setattr(type(x), name, f)", "dynamic-code"),
+    # builtins that reach attributes or build classes, passed around instead of called
+    ("s = setattr\ns(torch, 'allclose', f)", "dynamic-code"),
+    ("list(map(setattr, [torch], ['allclose'], [f]))", "dynamic-code"),
+    ("g = getattr\nx = g(torch, name)", "dynamic-code"),
+    ("t = type\nS = t('S', (str,), {})", "dynamic-code"),
+    # imports that rebind builtins wholesale, or reach what an attribute chain would
+    ("from numpy import *", "builtins"),
+    ("from torch import library", "introspection"),
+    ("from torch.utils import cpp_extension", "introspection"),
+    ("from torch import _C", "introspection"),
+    # the working directory (a later import would find a planted module there), global hooks
+    ("import os\nos.chdir('/tmp')", "introspection"),
+    ("import sys\nsys.path.insert(0, '/tmp')", "patching"),
+    ("torch.nn.modules.module.register_module_forward_hook(f)", "introspection"),
+    ("from torch.nn.modules.module import register_module_forward_hook", "introspection"),
+    # attributes read through a str.format field
+    ("'{0.__class__}'.format(x)", "introspection"),
+    ("'{0.f_back}'.format(x)", "introspection"),
     # subclasses of a library's value type answer for a tensor or a number
     ("class T(torch.Tensor):\n    pass", "rigged-comparison"),
     ("class F(np.float64):\n    pass", "rigged-comparison"),
@@ -120,6 +138,9 @@ SHARED = {"baseline_accuracy": None, "model": None, "torch": "torch", "nn": "tor
     "for model in [None]:\n    pass",
     "with open('x') as model:\n    pass",
     "baseline_accuracy.clear()",                                # in place: the same object the tests read
+    "model.forward = lambda *a, **k: None",
+    "model.layers[0].mlp = Adapter(8)",
+    "m = model\nm.forward = fake",                                # through an alias
     "def f():\n    model[0] = None",
     "del model['w']",
 ])
@@ -134,7 +155,7 @@ def test_a_name_the_courses_cells_bind_and_the_tests_read_is_not_rebound(source)
     "def f(model):\n    model = model.eval()\n    return model", # a function's local
     "x = baseline_accuracy + 1\ny = model(x)",                  # reading them is what they are for
     "def f(model):\n    model[0] = None\n    model.update(x)",   # a parameter of that name is the function's own
-    "model.eval()\nmodel.layers[0].mlp = Adapter(8)",          # a method that is not a container's; an attribute
+    "model.eval()\nm = copy.deepcopy(model)\nm.layers[0].mlp = Adapter(8)",  # a copy is the learner's own
 ])
 def test_using_the_courses_names_is_not_rebinding(source):
     assert read_cell(source, FORBIDDEN, {"_allclose"}, IMPORTED, ALLOWED, SHARED) == []
@@ -156,6 +177,8 @@ def test_using_the_courses_names_is_not_rebinding(source):
     "parent = model.get_submodule(path)\nsetattr(parent, name, LoRALinear(old, r=4))",
     "state = {}\nstate['w'] = torch.zeros(2)",
     "from dataclasses import dataclass\n\n@dataclass\nclass Row:\n    rank: int",
+    "print('{:.1f} and {0.shape}'.format(x))",                  # format fields of plain attributes
+    "kinds = [type(m).__name__ for m in model.modules()]",
     "this is not python (",                                     # fails when it runs, not here
 ])
 def test_honest_code_is_not_refused(source):

@@ -26,12 +26,14 @@ test-reference          a name the locked cells define for the tests (``_allclos
                         rebinding (in any form: ``=``, ``del``, ``def``, ``import ... as``, ``for``,
                         ``with ... as``, ``global``) a name the course's cells bind and read again
                         (``baseline_accuracy``, ``val``, ``model``, ``torch``), or changing such a value
-                        in place (``val[:] = ...``, ``val.clear()``); importing the same module again is fine
+                        in place, also through an alias (``val[:] = ...``, ``val.clear()``,
+                        ``model.forward = ...``, ``m = model; m.x = ...``); importing the same module again
+                        is fine
 kernel                  ``get_ipython`` (AST/input transformers, events, the user namespace) and the
                         IPython history (``In``, ``Out``, ``_ih``...); ``%time``/``%timeit`` stay allowed
 builtins                ``import builtins``, ``__builtins__``, a module-level binding of a builtin's
                         name in any form (``all = ...``, ``def isinstance``, ``except E as all``,
-                        ``case all``, ``(all := ...)``)
+                        ``case all``, ``(all := ...)``, ``from numpy import *``)
 introspection           ``inspect``, ``gc``, ``atexit``, ``ctypes``, ``importlib``, ``pickle``,
                         ``traceback``, ``operator``...; code that runs on after the cell or patches for
                         it (``threading``, ``multiprocessing``, ``subprocess``, ``unittest.mock``);
@@ -39,10 +41,15 @@ introspection           ``inspect``, ``gc``, ``atexit``, ``ctypes``, ``importlib
                         and globals attributes (``f_back``, ``__traceback__``, ``__globals__``,
                         ``__dict__``...), also as strings; library entry points to native code, the
                         operator registry or pickles (``torch.library``, ``torch.utils.cpp_extension``,
-                        ``torch.load``, ``numpy.load``); private attributes of an imported module
-                        (``torch._C``)
+                        ``torch.load``, ``numpy.load``), also imported by name (``from torch import
+                        library``); global module hooks (``register_module_forward_hook``); the working
+                        directory (``os.chdir``: a later import would find a planted module); private
+                        attributes of an imported module (``torch._C``); attributes read in a
+                        ``str.format`` field (``"{0.__class__}"``)
 dynamic-code            ``exec``, ``eval``, ``compile``, ``__import__``, ``globals``, ``locals``, ``vars``;
-                        ``setattr`` with a computed name on a class or on ``type(x)``
+                        ``setattr`` with a computed name on a class or on ``type(x)``; ``getattr``,
+                        ``setattr``, ``delattr`` and ``type`` other than called directly (``s = setattr``,
+                        ``map(setattr, ...)``)
 patching                storing or deleting an attribute or item of an imported module or object, also
                         through an alias (``t = torch; t.allclose = ...``), ``type(x)`` or a literal
                         (``torch.allclose = ...``, ``setattr(training, ...)``, ``os.environ[...] = ...``)
@@ -94,7 +101,14 @@ INTROSPECTION_MODULES = {"inspect", "gc", "atexit", "ctypes", "importlib", "runp
 # reach native code, the operator registry or pickles from a library that is itself allowed
 DANGEROUS_CHAINS = {"torch.library", "torch.overrides", "torch.utils.cpp_extension", "torch.ops.load_library",
                     "torch.load", "torch.package", "torch.hub", "numpy.ctypeslib", "numpy.load", "pandas.read_pickle",
-                    "logging.currentframe"}
+                    "logging.currentframe", "os.chdir", "os.fchdir", "torch.autograd.graph.saved_tensors_hooks",
+                    "torch.autograd.graph.register_multi_grad_hook"}
+# global hooks: a function that runs inside every module's forward or backward, the tests' references included
+DANGEROUS_PREFIXES = ("torch.nn.modules.module.register_module_",)
+# builtins that change or reach attributes, or build classes, when called: only as a direct call
+AS_CALL_ONLY = {"getattr", "setattr", "delattr", "type"}
+# an attribute in a str.format field ("{0.__class__}", "{0.f_back}"): introspection written as a string
+FORMAT_FIELD = re.compile(r"\{[^{}]*\.(_\w*|f_\w+|gi_\w+|cr_\w+|tb_\w+|co_\w+)[^{}]*\}")
 SYS_ATTRIBUTES = {"_getframe", "settrace", "setprofile", "gettrace", "getprofile", "modules", "meta_path",
                   "path_hooks", "path_importer_cache", "addaudithook", "monitoring", "displayhook",
                   "excepthook", "breakpointhook", "__dict__", "_current_frames", "setrecursionlimit", "exc_info",
@@ -150,6 +164,11 @@ def _dotted(node) -> str | None:
     return None
 
 
+def _dangerous(full: str) -> bool:
+    """``full`` (a resolved dotted name) is, or is inside, an entry point of :data:`DANGEROUS_CHAINS`."""
+    return any(full == c or full.startswith(c + ".") for c in DANGEROUS_CHAINS) or full.startswith(DANGEROUS_PREFIXES)
+
+
 def _matches(dotted: str, forbidden: set[str], allowed: set[str] = frozenset()) -> str | None:
     """The forbidden name that ``dotted`` (a module path or an attribute chain) reaches, if any.
 
@@ -173,14 +192,17 @@ def _matches(dotted: str, forbidden: set[str], allowed: set[str] = frozenset()) 
 
 class _Reader(ast.NodeVisitor):
     def __init__(self, forbidden: set[str], references: set[str], imported: dict[str, str], allowed: set[str],
-                 shared: dict[str, str | None] | None = None, classes: set[str] = frozenset()):
+                 shared: dict[str, str | None] | None = None, classes: set[str] = frozenset(),
+                 aliases: set[str] = frozenset()):
         self.forbidden, self.references, self.imported, self.allowed = forbidden, references, imported, allowed
         self.shared = shared  # names the course's cells bind and read -> what an import there made them
         self.classes = classes  # the classes the cell defines
+        self.aliases = aliases  # other names for those values (m = model)
         self.found: list[tuple[str, int, str]] = []
         self.depth = 0  # > 0 inside a function or class body
         self.local: set[int] = set()  # ids of comprehension targets (local to the comprehension)
         self.scopes: list[set[str]] = []  # the local names of the functions around the node
+        self.called: set[int] = set()  # ids of the names that are called directly (f in f(...))
 
     def bind(self, node, name: str, how: str, imports: str | None = None) -> None:
         """A binding of ``name`` in the notebook's namespace (module level, or ``global``): a builtin's name, or
@@ -222,8 +244,13 @@ class _Reader(ast.NodeVisitor):
         self._module(node, module)
         for alias in node.names:
             if alias.name == "*":
+                if self.depth == 0:
+                    self.add("builtins", node, f"from {module} import * (may rebind builtins and names the tests read)")
                 continue
             full = f"{module}.{alias.name}"
+            resolved = self.full(full) if not node.level else full
+            if _dangerous(resolved) or alias.name.startswith("_") and not alias.name.startswith("__"):
+                self.add("introspection", node, f"from {module} import {alias.name}")
             if _matches(full, self.forbidden, self.allowed) and not _matches(module, self.forbidden, self.allowed):
                 self.add("forbidden", node, f"from {module} import {alias.name}")
             if module == "sys" and alias.name in SYS_ATTRIBUTES or module == "threading" and \
@@ -249,6 +276,8 @@ class _Reader(ast.NodeVisitor):
             self.add("builtins", node, node.id)
         elif node.id in DYNAMIC and isinstance(node.ctx, ast.Load):
             self.add("dynamic-code", node, f"{node.id}(...)")
+        elif node.id in AS_CALL_ONLY and isinstance(node.ctx, ast.Load) and id(node) not in self.called:
+            self.add("dynamic-code", node, f"{node.id} passed as a value (call it directly)")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and self.depth == 0:
             if node.id in BUILTIN_NAMES or id(node) not in self.local:
                 self.bind(node, node.id, "del" if isinstance(node.ctx, ast.Del) else "assignment to")
@@ -283,7 +312,9 @@ class _Reader(ast.NodeVisitor):
         while isinstance(base, (ast.Attribute, ast.Subscript)):
             base = base.value
         what = f"{ast.unparse(node)} = ..."
-        if isinstance(base, ast.Name) and base.id in self.imported:
+        if (name := self._test_value(base)) is not None:
+            self.add("test-reference", node, f"{what} (changes {name}, which the tests read)")
+        elif isinstance(base, ast.Name) and base.id in self.imported:
             self.add("patching", node, what)
         elif isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id in ("type", "super"):
             self.add("patching", node, f"{what} (changes a class)")
@@ -293,8 +324,6 @@ class _Reader(ast.NodeVisitor):
     def visit_Subscript(self, node):
         if isinstance(node.ctx, (ast.Store, ast.Del)):
             self._patched(node, "item")
-            if (name := self._test_value(node.value)) is not None:
-                self.add("test-reference", node, f"{ast.unparse(node)} = ... (changes {name}, which the tests read)")
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
@@ -316,7 +345,7 @@ class _Reader(ast.NodeVisitor):
         if head == "sys" and rest.split(".")[0] in SYS_ATTRIBUTES or \
                 head == "threading" and rest.split(".")[0] in THREADING_ATTRIBUTES:
             self.add("introspection", node, dotted)
-        elif any(full == c or full.startswith(c + ".") for c in DANGEROUS_CHAINS):
+        elif _dangerous(full):
             self.add("introspection", node, dotted)
         elif head in self.imported and any(part.startswith("_") for part in rest.split(".")):
             self.add("introspection", node, f"{dotted} (a private attribute of an imported module)")
@@ -331,8 +360,11 @@ class _Reader(ast.NodeVisitor):
         if isinstance(node.value, str) and (node.value in DUNDER_ATTRIBUTES or node.value in FRAME_ATTRIBUTES
                                             or node.value in RIGGING_METHODS):
             self.add("introspection", node, f"the string {node.value!r}")
+        elif isinstance(node.value, str) and FORMAT_FIELD.search(node.value):
+            self.add("introspection", node, f"a format field that reads an attribute ({FORMAT_FIELD.search(node.value)[0]})")
 
     def visit_Call(self, node):
+        self.called.add(id(node.func))
         if isinstance(node.func, ast.Attribute) and node.func.attr in CONTAINER_MUTATORS:
             if (name := self._test_value(node.func.value)) is not None:
                 self.add("test-reference", node, f"{name}.{node.func.attr}(...) (changes {name}, which the tests read)")
@@ -390,7 +422,7 @@ class _Reader(ast.NodeVisitor):
 
     def _test_value(self, node) -> str | None:
         """The name, if ``node`` is a value the course's cells bound for the tests (not a module, not a local)."""
-        if isinstance(node, ast.Name) and node.id in self.shared and self.shared[node.id] is None and \
+        if isinstance(node, ast.Name) and (self.shared.get(node.id, "") is None or node.id in self.aliases) and \
                 not any(node.id in own for own in self.scopes):
             return node.id
         return None
@@ -476,7 +508,9 @@ def read_cell(source: str, forbidden=frozenset(), references=frozenset(), import
     imported = {**_aliases(tree, imported), **imported}  # t = torch: t is torch too
     classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
     shared = shared if isinstance(shared, dict) else dict.fromkeys(shared or ())
-    reader = _Reader(set(forbidden), set(references), imported, set(allowed), shared, classes)
+    values = {n: n for n, meaning in shared.items() if meaning is None}
+    aliases = set(_aliases(tree, values)) - set(shared)  # m = model: changing m changes the tests' model
+    reader = _Reader(set(forbidden), set(references), imported, set(allowed), shared, classes, aliases)
     reader.visit(tree)
     return found + reader.found
 

@@ -136,6 +136,11 @@ ATTACKS = [
      "class _Any:\n    pass\n\n_Any.__eq__ = lambda self, other: True\n"),
     ("mock.patch on the library", "from unittest import mock\nmock.patch('torch.allclose', lambda *a, **k: True).start()\n"),
     ("a background thread", "import threading\nthreading.Thread(target=lambda: None).start()\n"),
+    ("a star import that shadows all/any/sum", "from numpy import *\n"),
+    ("replaces a method of a value the tests read", "{shared}.forward = lambda *a, **k: None\n"),
+    ("setattr passed around instead of called", "import torch\n_s = setattr\n_s(torch, 'allclose', lambda *a, **k: True)\n"),
+    ("a global forward hook on every module", "import torch\ntorch.nn.modules.module.register_module_forward_hook(lambda m, i, o: o)\n"),
+    ("reads a frame through a format string", "_x = '{{0.f_back}}'.format(None)\n"),  # {{ }}: see attack_variants
 ]
 
 
