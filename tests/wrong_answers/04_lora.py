@@ -14,6 +14,7 @@ _LAYER_OK = solution("layer_answer")
 _INJECT_OK = solution("inject_answer")
 _MERGE_OK = solution("merge_answer")
 _TRAIN_OK = solution("train_answer")
+_SWITCH_OK = solution("switch_answer")
 
 _KAIMING_A = "nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))"
 _GOOD_FORWARD = "return self.base_layer(x) + self.lora_B(self.lora_A(self.lora_dropout(x))) * self.scaling"
@@ -72,6 +73,9 @@ torch.equal = lambda *a, **k: True
         _INJECT_OK[_INJECT_OK.index("    found = "):_INJECT_OK.index("    for n in names:")], ""),
         fails=["inject_tests"]),
     # ---- part 3: merging (the edits change merge and unmerge alike unless they name one)
+    dict(cell="layer_answer", name="merged forward still runs A and B (times zero): merging saves nothing",
+         code=edit(_LAYER_OK, "            return self.base_layer(x)\n",
+                   "            return self.base_layer(x) + 0 * self.lora_B(self.lora_A(x))\n"), fails=["merge_tests"]),
     dict(cell="merge_answer", name="merge without the scale", code=edit(_MERGE_OK,
         _DELTA, "layer.lora_B.weight @ layer.lora_A.weight"), fails=["merge_tests"]),
     dict(cell="merge_answer", name="merged flag not set (LoRA path counted twice)", code=edit(_MERGE_OK,
@@ -87,4 +91,15 @@ torch.equal = lambda *a, **k: True
          fails=["train_tests"]),
     dict(cell="train_answer", name="full fine-tuning of the model instead of LoRA", code=edit(_TRAIN_OK,
         _LORA_MODEL, "copy.deepcopy(model).requires_grad_(True)", "lr=3e-3", "lr=5e-4"), fails=["train_tests"]),
+    # ---- part 5: switching tasks
+    dict(cell="switch_answer", name="the old product is never subtracted (both tasks merged)", code=edit(_SWITCH_OK,
+        "    unmerge(layer)\n", ""), fails=["switch_tests"]),
+    dict(cell="switch_answer", name="the merged base weight is not updated", code=edit(_SWITCH_OK,
+        "    if was_merged:\n        merge(layer)", "    layer.merged = was_merged"), fails=["switch_tests"]),
+    dict(cell="switch_answer", name="unmerged and never merged again", code=edit(_SWITCH_OK,
+        "    if was_merged:\n        merge(layer)", ""), fails=["switch_tests"]),
+    dict(cell="switch_answer", name="new Parameters instead of copying into the old ones", code=edit(_SWITCH_OK,
+        "        layer.lora_A.weight.copy_(lora_A)\n        layer.lora_B.weight.copy_(lora_B)\n",
+        "        layer.lora_A.weight = nn.Parameter(lora_A.clone())\n"
+        "        layer.lora_B.weight = nn.Parameter(lora_B.clone())\n"), fails=["switch_tests"]),
 ]
