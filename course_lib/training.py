@@ -188,11 +188,14 @@ class TrainResult:
 
 
 def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progress: bool = True,
-          after_step: Callable[[int, torch.nn.Module], None] | None = None, split: str = "train") -> TrainResult:
+          after_step: Callable[[int, torch.nn.Module], None] | None = None, split: str = "train",
+          forward_kwargs: Callable[[list], dict] | None = None) -> TrainResult:
     """Train the parameters that require grad (or ``parameters``) with AdamW on ``task[split]``.
 
     Batches are drawn with a seeded RNG, so a run is reproducible on CPU. ``after_step(step, model)``
-    runs after every optimiser step (pruning re-applies its masks there). Evaluates validation
+    runs after every optimiser step (pruning re-applies its masks there). ``forward_kwargs(rows)``: extra
+    keyword arguments of the forward pass for the sampled rows (e.g. :meth:`course_lib.tasks.TaskMixture.forward_kwargs`:
+    one task id per row). Evaluates validation
     accuracy every ``eval_every`` steps and at the end. The forward runs in the device's mixed precision
     (:func:`course_lib.precision.precision_for`: fp32 on CPU, bf16 or fp16 with grad scaling on CUDA).
     """
@@ -215,11 +218,12 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
     for step in bar:
         t0 = time.perf_counter()
         model.train()
-        batch = encode_examples(tokenizer, task, rng.sample(data, min(config.batch_size, len(data))), config.max_length,
-                                device=device)
+        rows = rng.sample(data, min(config.batch_size, len(data)))
+        batch = encode_examples(tokenizer, task, rows, config.max_length, device=device)
+        extra = to_device(forward_kwargs(rows), device) if forward_kwargs else {}
         T = batch["input_ids"].shape[1]
         with precision.autocast():
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra)
         loss = conditional_lm_loss(out.logits[:, -T:], batch["labels"])
         scaler.scale(loss).backward()
         scaler.step(opt)
