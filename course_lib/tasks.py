@@ -166,7 +166,7 @@ def downstream_task(runtime=None, max_train: int | None = None) -> Classificatio
     return task
 
 
-def contrarian(task: ClassificationTask) -> ClassificationTask:
+def contrarian_task(task: ClassificationTask) -> ClassificationTask:
     """The same inputs with the label words swapped (``plus`` for a negative review): a second task that the
     input alone cannot tell from ``task``, so a model serving both must be told which one a row belongs to."""
     return ClassificationTask("contrarian " + task.name, tuple(reversed(task.label_words)), task.template, task.splits)
@@ -202,7 +202,7 @@ class TaskMixture:
         self.tasks = tuple(self.tasks)
         if len(self.tasks) < 2 or not all(isinstance(t, ClassificationTask) for t in self.tasks):
             raise ConfigError(f"a TaskMixture needs two or more ClassificationTasks, got {len(self.tasks)}.",
-                              "pass e.g. TaskMixture((task, contrarian(task))).")
+                              "pass e.g. TaskMixture((task, contrarian_task(task))).")
         if not self.splits:
             per_task = [t["train"] for t in self.tasks]
             self.splits = {"train": [TaskRow(k, rows[i]) for i in range(min(map(len, per_task)))

@@ -132,14 +132,21 @@ def label_log_likelihoods(model, tokenizer, task, examples, batch_size: int = 64
     return torch.tensor(scores).view(len(examples), n_labels)
 
 
-def accuracy(model, tokenizer, task, examples, batch_size: int = 64) -> float:
-    """Fraction of examples whose most likely label word is the right one."""
+def label_scores(model, tokenizer, task, examples, batch_size: int = 64) -> dict[str, float]:
+    """``accuracy`` (fraction whose most likely label word is the right one) and ``nll``: the mean
+    ``-log p(" " + right label word | prompt)`` in nats (0 when the model is sure and right)."""
     examples = list(examples)
     if not examples:
         raise ConfigError("accuracy() got no examples.", "pass a non-empty list, e.g. task['validation'].")
-    pred = label_log_likelihoods(model, tokenizer, task, examples, batch_size).argmax(dim=1)
+    scores = label_log_likelihoods(model, tokenizer, task, examples, batch_size)
     gold = torch.tensor([ex.label for ex in examples])
-    return (pred == gold).float().mean().item()
+    return {"accuracy": (scores.argmax(dim=1) == gold).float().mean().item(),
+            "nll": -scores[torch.arange(len(examples)), gold].mean().item()}
+
+
+def accuracy(model, tokenizer, task, examples, batch_size: int = 64) -> float:
+    """Fraction of examples whose most likely label word is the right one."""
+    return label_scores(model, tokenizer, task, examples, batch_size)["accuracy"]
 
 
 def trainable_parameters(model) -> int:

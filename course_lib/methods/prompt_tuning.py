@@ -277,6 +277,32 @@ def multitask_prompt_cost(num_virtual_tokens: int, hidden_size: int, num_tasks: 
     return {"shared": shared, "per_task": per_task, "total": shared + num_tasks * per_task}
 
 
+def multitask_prompt_tuning(model: nn.Module, config: PromptTuningConfig, num_tasks: int, rank: int = 1,
+                            tokenizer=None) -> nn.Module:
+    """peft's multitask prompt tuning on ``model`` (changed in place: pass a copy to keep it): a shared prompt of
+    ``config.num_virtual_tokens`` vectors and rank-``rank`` factors for ``num_tasks`` tasks.
+
+    The shared prompt starts like the course's soft prompt (``config.init``: ``"vocab"`` or ``"text"`` copy
+    those tokens' embeddings, ``"random"`` keeps peft's); peft starts the factors near one
+    (``N(1, 0.02)``), so at step 0 every task sees about the shared prompt. Call the result with
+    ``task_ids`` of shape ``(batch,)``.
+    """
+    from ..errors import require
+
+    peft = require("peft", "multitask prompt tuning")
+    if not isinstance(config, PromptTuningConfig) or config.encoder != "none":
+        raise ConfigError("multitask prompt tuning takes a PromptTuningConfig without an encoder.",
+                          "pass e.g. PromptTuningConfig(8, init='vocab').")
+    multitask_prompt_cost(config.num_virtual_tokens, model.get_input_embeddings().embedding_dim, num_tasks, rank)
+    mpt = peft.get_peft_model(model, peft.MultitaskPromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=config.num_virtual_tokens, num_tasks=num_tasks, num_ranks=rank))
+    ids = init_token_ids(config, model.get_input_embeddings().num_embeddings, tokenizer)
+    if ids is not None:
+        with torch.no_grad():
+            mpt.prompt_encoder["default"].embedding.weight.copy_(model.get_input_embeddings().weight[ids])
+    return mpt
+
+
 class TaskIdModel(nn.Module):
     """``model`` called with ``task_ids = task_id`` for every row, so code that calls a model with
     ``input_ids`` and ``attention_mask`` alone (``training.accuracy``) scores one task of a multitask
