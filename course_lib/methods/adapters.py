@@ -532,6 +532,7 @@ Config = AdapterConfig
 apply = apply_adapters
 expected_parameters = expected_adapter_parameters
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("adapter (sequential)", "function", "additive", "Houlsby et al. 2019; Pfeiffer et al. 2021",

@@ -132,6 +132,7 @@ def expected_parameters(model: nn.Module, config: BitFitConfig) -> int:
         total += sum(p.numel() for m in model.modules() if _is_norm(m) for p in m.parameters(recurse=False))
     return total
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("BitFit", "parameter", "selective", "Ben Zaken et al. 2022",

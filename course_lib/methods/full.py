@@ -50,6 +50,7 @@ def expected_parameters(model: nn.Module, config: FullFineTuningConfig) -> int:
     frozen = set() if config.train_embeddings else _embedding_parameters(model)
     return sum(p.numel() for p in model.parameters() if id(p) not in frozen)
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("full fine-tuning", "baseline", "none", "Howard & Ruder 2018",

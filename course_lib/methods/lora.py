@@ -403,6 +403,7 @@ def expected_parameters(model: nn.Module, config: LoraConfig) -> int:
     shapes = [linear_shape(model.get_submodule(n)) for n in names]
     return sum(lora_param_count(d, k, config.r) + (d if config.use_dora else 0) for d, k in shapes)
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("LoRA", "parameter", "reparameterisation", "Hu et al. 2021",

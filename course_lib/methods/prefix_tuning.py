@@ -320,6 +320,7 @@ def expected_parameters(model, config: PrefixTuningConfig) -> int:
     """:func:`prefix_tuning_cost` for the model's key/value layout."""
     return prefix_tuning_cost(KVLayout.from_config(model.config), config)
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("prefix tuning", "input", "additive", "Li & Liang 2021",

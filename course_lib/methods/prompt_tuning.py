@@ -318,6 +318,7 @@ class TaskIdModel(nn.Module):
         task_ids = torch.full((input_ids.shape[0],), self.task_id, dtype=torch.long, device=input_ids.device)
         return self.model(input_ids=input_ids, task_ids=task_ids, **kwargs)
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("prompt tuning", "input", "additive", "Lester et al. 2021",

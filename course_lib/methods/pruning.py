@@ -420,6 +420,7 @@ def train_classifier(model: nn.Module, data, *, steps: int = 100, lr: float = 3e
     with torch.no_grad():
         return (model(Xe).argmax(-1) == ye).float().mean().item()
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("magnitude pruning", "parameter", "selective", "Han et al. 2015",

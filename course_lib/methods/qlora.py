@@ -315,6 +315,7 @@ def expected_parameters(model: nn.Module, config: QLoraConfig) -> int:
                          accept=lambda m: isinstance(m, nn.Linear), skip=config.skip_modules)
     return sum(lora_param_count(*linear_shape(model.get_submodule(n)), config.r) for n in names)
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("QLoRA", "parameter", "reparameterisation", "Dettmers et al. 2023",

@@ -480,6 +480,7 @@ ParallelAdapterConfig = UnifiedConfig.parallel_adapter   # He et al.'s scaled pa
 apply = apply_unified
 expected_parameters = expected_unified_parameters
 
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("parallel adapter", "function", "additive", "He et al. 2022",
