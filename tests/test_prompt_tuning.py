@@ -234,7 +234,7 @@ def test_the_shared_prompt_starts_from_vocabulary_and_a_bound_task_id_is_used(ti
 
 def test_a_multitask_prompt_trains_on_a_mixture_with_one_task_id_per_row(embedded_model):
     from course_lib import training
-    from course_lib.methods.prompt_tuning import TaskIdModel, multitask_prompt_tuning
+    from course_lib.methods.prompt_tuning import TaskIdModel, multitask_prompt_tuning, multitask_scores
     from course_lib.tasks import TaskMixture, contrarian_task, review_verdicts
 
     model, tokenizer = embedded_model
@@ -251,6 +251,7 @@ def test_a_multitask_prompt_trains_on_a_mixture_with_one_task_id_per_row(embedde
     assert len(run.losses) == 6 and run.trainable == mpt.get_nb_trainable_parameters()[0]
     assert all(not torch.equal(enc.prefix_task_rows[k], rows0[k]) for k in (0, 1))   # both tasks' factors trained
     assert all(torch.equal(p, base[n]) for n, p in mpt.base_model.named_parameters())  # the model stays frozen
-    after = training.label_scores(TaskIdModel(mpt, 0), tokenizer, task, task["validation"])
+    after, after_contrarian = multitask_scores(mpt, tokenizer, mixture.tasks, task["validation"])
     assert after["nll"] != before["nll"] and 0 <= after["accuracy"] <= 1 and after["nll"] > 0
     assert after["accuracy"] == training.accuracy(TaskIdModel(mpt, 0), tokenizer, task, task["validation"])
+    assert after_contrarian == training.label_scores(TaskIdModel(mpt, 1), tokenizer, mixture.tasks[1], task["validation"])

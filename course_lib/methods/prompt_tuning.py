@@ -319,6 +319,14 @@ class TaskIdModel(nn.Module):
         return self.model(input_ids=input_ids, task_ids=task_ids, **kwargs)
 
 
+
+def multitask_scores(model: nn.Module, tokenizer, tasks, examples) -> list[dict[str, float]]:
+    """:func:`course_lib.training.label_scores` of each task on ``examples``, the model told the task's id
+    (its index in ``tasks``) on every row."""
+    from ..training import label_scores
+
+    return [label_scores(TaskIdModel(model, k), tokenizer, task, examples) for k, task in enumerate(tasks)]
+
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("prompt tuning", "input", "additive", "Lester et al. 2021",
