@@ -303,6 +303,29 @@ def activation_bytes(model_or_key, batch_size: int, seq_len: int, bytes_per_valu
     return L * per_layer + batch_size * seq_len * cfg.vocab_size * 4
 
 
+def measure_saved_activations(model, batch: dict) -> int:
+    """Bytes of the tensors autograd saves for the backward pass in one forward of ``batch`` (measured:
+    the activations :func:`activation_bytes` estimates). Each storage counts once, parameters and buffers
+    (saved as inputs of their layers) not at all. The model runs in train mode; nothing is updated."""
+    import torch
+
+    existing = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in existing and storage.device.type != "meta":
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    was_training = model.training
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+        model(**batch)
+    model.train(was_training)
+    return sum(seen.values())
+
+
 def storage_per_task(model_or_key, n_tasks: int = 1, method: str = "full", dtype: str = "bf16", *,
                      r: int = 8, target_modules=None) -> dict:
     """Disk bytes to keep ``n_tasks`` fine-tuned versions: a full copy each, or one base + one adapter each."""
@@ -334,6 +357,7 @@ class MeasuredMemory:
     optimizer: int
     peak: int
     baseline: int   # bytes live before the step (weights, buffers, the batch)
+    state_tensors: tuple[int, ...] = ()   # bytes of each optimiser state tensor (their sum is ``optimizer``)
 
     def __str__(self) -> str:
         return (f"measured on {self.device} ({self.how}): weights {_fmt(self.weights).strip()}, gradients "
@@ -456,8 +480,8 @@ def measure_training_step(model, batch: dict, *, optimizer: str = "adamw", lr: f
                 one_step()
         peak, how = meter.peak, "live tensor bytes via a TorchDispatchMode"
     weights = sum(p.nbytes for p in {id(p): p for p in model.parameters()}.values())
-    states = sum(v.nbytes for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
-    return MeasuredMemory(str(device), how, weights, grads[0], states, peak, baseline)
+    state_tensors = tuple(v.nbytes for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+    return MeasuredMemory(str(device), how, weights, grads[0], sum(state_tensors), peak, baseline, state_tensors)
 
 
 # --------------------------------------------------------------------------------------------- energy and money

@@ -164,3 +164,60 @@ def downstream_task(runtime=None, max_train: int | None = None) -> Classificatio
     if max_train:
         task.splits["train"] = task.splits["train"][:max_train]
     return task
+
+
+def contrarian_task(task: ClassificationTask) -> ClassificationTask:
+    """The same inputs with the label words swapped (``plus`` for a negative review): a second task that the
+    input alone cannot tell from ``task``, so a model serving both must be told which one a row belongs to."""
+    return ClassificationTask("contrarian " + task.name, tuple(reversed(task.label_words)), task.template, task.splits)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One example of a :class:`TaskMixture`: ``task_id`` indexes the mixture's tasks."""
+
+    task_id: int
+    example: Example
+
+
+@dataclass
+class TaskMixture:
+    """Several tasks as one training set, each row tagged with its task id (multitask prompt tuning,
+    Wang et al. 2023). Rows alternate between the tasks, so a sample of a split is balanced on average.
+
+    ``prompt``/``target`` delegate to the row's task, so :func:`course_lib.training.encode_examples` and
+    :func:`course_lib.training.train` read it like one task; :meth:`forward_kwargs` gives the rows'
+    ``task_ids`` (shape ``(batch,)``) that peft's ``MultitaskPromptTuning`` model needs on every call. Only
+    ``train`` is kept: accuracy is per task (bind the task id with
+    :class:`course_lib.methods.prompt_tuning.TaskIdModel`).
+    """
+
+    tasks: tuple[ClassificationTask, ...]
+    name: str = "task mixture"
+    splits: dict[str, list[TaskRow]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        from .errors import ConfigError
+
+        self.tasks = tuple(self.tasks)
+        if len(self.tasks) < 2 or not all(isinstance(t, ClassificationTask) for t in self.tasks):
+            raise ConfigError(f"a TaskMixture needs two or more ClassificationTasks, got {len(self.tasks)}.",
+                              "pass e.g. TaskMixture((task, contrarian_task(task))).")
+        if not self.splits:
+            per_task = [t["train"] for t in self.tasks]
+            self.splits = {"train": [TaskRow(k, rows[i]) for i in range(min(map(len, per_task)))
+                                     for k, rows in enumerate(per_task)]}
+
+    def prompt(self, row: TaskRow) -> str:
+        return self.tasks[row.task_id].prompt(row.example)
+
+    def target(self, row: TaskRow) -> str:
+        return self.tasks[row.task_id].target(row.example)
+
+    def forward_kwargs(self, rows: list[TaskRow]) -> dict:
+        """``{"task_ids": (batch,) long tensor}`` for a batch of ``rows``."""
+        import torch
+
+        return {"task_ids": torch.tensor([row.task_id for row in rows], dtype=torch.long)}
+
+    __getitem__ = ClassificationTask.__getitem__

@@ -132,14 +132,21 @@ def label_log_likelihoods(model, tokenizer, task, examples, batch_size: int = 64
     return torch.tensor(scores).view(len(examples), n_labels)
 
 
-def accuracy(model, tokenizer, task, examples, batch_size: int = 64) -> float:
-    """Fraction of examples whose most likely label word is the right one."""
+def label_scores(model, tokenizer, task, examples, batch_size: int = 64) -> dict[str, float]:
+    """``accuracy`` (fraction whose most likely label word is the right one) and ``nll``: the mean
+    ``-log p(" " + right label word | prompt)`` in nats (0 when the model is sure and right)."""
     examples = list(examples)
     if not examples:
         raise ConfigError("accuracy() got no examples.", "pass a non-empty list, e.g. task['validation'].")
-    pred = label_log_likelihoods(model, tokenizer, task, examples, batch_size).argmax(dim=1)
+    scores = label_log_likelihoods(model, tokenizer, task, examples, batch_size)
     gold = torch.tensor([ex.label for ex in examples])
-    return (pred == gold).float().mean().item()
+    return {"accuracy": (scores.argmax(dim=1) == gold).float().mean().item(),
+            "nll": -scores[torch.arange(len(examples)), gold].mean().item()}
+
+
+def accuracy(model, tokenizer, task, examples, batch_size: int = 64) -> float:
+    """Fraction of examples whose most likely label word is the right one."""
+    return label_scores(model, tokenizer, task, examples, batch_size)["accuracy"]
 
 
 def trainable_parameters(model) -> int:
@@ -188,11 +195,14 @@ class TrainResult:
 
 
 def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progress: bool = True,
-          after_step: Callable[[int, torch.nn.Module], None] | None = None, split: str = "train") -> TrainResult:
+          after_step: Callable[[int, torch.nn.Module], None] | None = None, split: str = "train",
+          forward_kwargs: Callable[[list], dict] | None = None) -> TrainResult:
     """Train the parameters that require grad (or ``parameters``) with AdamW on ``task[split]``.
 
     Batches are drawn with a seeded RNG, so a run is reproducible on CPU. ``after_step(step, model)``
-    runs after every optimiser step (pruning re-applies its masks there). Evaluates validation
+    runs after every optimiser step (pruning re-applies its masks there). ``forward_kwargs(rows)``: extra
+    keyword arguments of the forward pass for the sampled rows (e.g. :meth:`course_lib.tasks.TaskMixture.forward_kwargs`:
+    one task id per row). Evaluates validation
     accuracy every ``eval_every`` steps and at the end. The forward runs in the device's mixed precision
     (:func:`course_lib.precision.precision_for`: fp32 on CPU, bf16 or fp16 with grad scaling on CUDA).
     """
@@ -215,11 +225,12 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
     for step in bar:
         t0 = time.perf_counter()
         model.train()
-        batch = encode_examples(tokenizer, task, rng.sample(data, min(config.batch_size, len(data))), config.max_length,
-                                device=device)
+        rows = rng.sample(data, min(config.batch_size, len(data)))
+        batch = encode_examples(tokenizer, task, rows, config.max_length, device=device)
+        extra = to_device(forward_kwargs(rows), device) if forward_kwargs else {}
         T = batch["input_ids"].shape[1]
         with precision.autocast():
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra)
         loss = conditional_lm_loss(out.logits[:, -T:], batch["labels"])
         scaler.scale(loss).backward()
         scaler.step(opt)

@@ -74,3 +74,49 @@ def test_capstone_builds_every_method_through_the_catalog(tiny_llama):
     for key in METHODS:
         model, formula = build_method(key, tiny_llama, Tok(), Task(), settings)
         assert _trainable(model) == formula, key
+
+
+# --- the perspectives table (objective 3.3) -------------------------------------------------------
+SUPPORT_MODULES = {"base", "catalog", "targets", "nf4"}  # hold no method: the wrapper, this table, matching, a data type
+
+
+def test_every_method_module_declares_its_perspectives():
+    import pkgutil
+
+    import course_lib.methods
+    from course_lib.methods.catalog import method_modules
+
+    modules = {info.name for info in pkgutil.iter_modules(course_lib.methods.__path__)}
+    declared = method_modules()
+    assert set(declared) == modules - SUPPORT_MODULES   # a new method module without PERSPECTIVES fails here
+    assert {m.module for m in METHODS.values()} <= set(declared)
+    assert all(len(rows) >= 1 for rows in declared.values())
+
+
+def test_the_perspectives_table_places_every_method():
+    from course_lib.methods.catalog import BASELINE, PERSPECTIVE_NAMES, SURVEY_FAMILIES, perspective_table
+
+    table = perspective_table()
+    assert not any("?" in str(v) for row in table for v in row.values())
+    assert SUPPORT_MODULES.isdisjoint(row["module"] for row in table)
+    by_method = {row["method"]: row for row in table}
+    assert len(by_method) == len(table)                          # one row per method
+    assert by_method["parallel adapter"]["module"] == by_method["MAM adapter"]["module"] == "unified"
+    assert by_method["parallel adapter"]["perspective"] == "function"
+    assert by_method["MAM adapter"]["perspective"] == "input + function"
+    assert by_method["QLoRA"]["survey"] == by_method["LoRA"]["survey"] == "reparameterisation"
+    assert by_method["full fine-tuning"]["perspective"] == BASELINE
+    for row in table:
+        parts = row["perspective"].split(" + ")
+        assert row["perspective"] == BASELINE or set(parts) <= set(PERSPECTIVE_NAMES)
+        assert row["survey"] == "none" or set(row["survey"].split(" + ")) <= set(SURVEY_FAMILIES)
+    assert {row["perspective"] for row in table} >= set(PERSPECTIVE_NAMES)   # all three perspectives are populated
+
+
+@pytest.mark.parametrize("perspective,survey", [("adaptive", "additive"), ("parameter + parameter", "selective"),
+                                                ("input", "none"), ("baseline", "additive"), ("?", "additive")])
+def test_a_perspective_outside_the_vocabulary_is_refused(perspective, survey):
+    from course_lib.methods.catalog import Perspective
+
+    with pytest.raises(ConfigError, match="How to fix"):
+        Perspective("m", perspective, survey, "paper")

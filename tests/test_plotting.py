@@ -63,3 +63,16 @@ def test_line_plots_keep_their_axes():
     assert list(ax.lines[0].get_xdata()) == [0, 10] and "embedded-m" in ax.get_title()
     ax = unified.plot_prefix_gate([torch.full((2, 3), 0.25), torch.full((2, 3), 0.75)])
     assert len(ax.patches) == 60 and ax.get_legend() is not None
+
+
+def test_the_paging_plot_draws_both_traces_the_capacity_and_the_out_of_memory_steps():
+    from course_lib.paging import simulate_paging
+    from course_lib.plotting.quantization import plot_paging
+
+    trace = simulate_paging(2 ** 20 * 10, 2 ** 20 * 4, [2 ** 20 * 4], [2 ** 20, 2 ** 20 * 3, 2 ** 20], page_bytes=2 ** 18)
+    ax = plot_paging(trace)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["without paging"].get_ydata()) == [9, 11, 9] and list(lines["paged optimizer"].get_ydata()) == [9, 10, 9]
+    assert list(lines["out of memory (no paging)"].get_xdata()) == [1]
+    assert lines["device capacity"].get_ydata()[0] == 10
+    assert "4 pages" in " ".join(t.get_text() for t in ax.texts)

@@ -193,3 +193,65 @@ def test_usage_errors(tiny_llama):
         ours(input_ids=ids, position_ids=torch.arange(3)[None])
     with pytest.raises(ConfigError, match="input_ids"):
         ours()
+
+
+# --- multitask prompt tuning (peft's, objective 6.8) ---------------------------------------------
+def test_multitask_prompt_counts_equal_the_formula(tiny_llama):
+    from course_lib.methods.prompt_tuning import multitask_prompt_cost, multitask_prompt_tuning
+
+    p, n, r, d = 6, 3, 2, tiny_llama.config.hidden_size
+    cost = multitask_prompt_cost(p, d, num_tasks=n, rank=r)
+    assert cost == {"shared": p * d, "per_task": (p + d) * r, "total": p * d + n * (p + d) * r}
+    mpt = multitask_prompt_tuning(copy.deepcopy(tiny_llama), PromptTuningConfig(p), num_tasks=n, rank=r)
+    assert mpt.get_nb_trainable_parameters()[0] == cost["total"]
+    enc = mpt.prompt_encoder["default"]
+    assert enc.prefix_task_cols[0].numel() + enc.prefix_task_rows[0].numel() == cost["per_task"]
+    with pytest.raises(ConfigError, match="num_tasks"):
+        multitask_prompt_cost(p, d, num_tasks=0)
+
+
+def test_the_shared_prompt_starts_from_vocabulary_and_a_bound_task_id_is_used(tiny_llama):
+    from course_lib.methods.prompt_tuning import TaskIdModel, multitask_prompt_tuning
+
+    torch.manual_seed(0)
+    mpt = multitask_prompt_tuning(copy.deepcopy(tiny_llama), PromptTuningConfig(4, init="vocab"), num_tasks=2)
+    vocab = tiny_llama.get_input_embeddings().weight
+    prompt = mpt.prompt_encoder["default"].embedding.weight
+    assert all((vocab == row).all(dim=1).any() for row in prompt)   # every virtual token starts as a real token
+    with torch.no_grad():
+        mpt.prompt_encoder["default"].prefix_task_rows[1].mul_(-3.0)  # make task 1's factor differ from task 0's
+    x = torch.randint(0, 64, (2, 5))
+    with torch.no_grad():
+        for k in (0, 1):
+            direct = mpt(input_ids=x, task_ids=torch.tensor([k, k])).logits
+            assert torch.equal(TaskIdModel(mpt, k)(input_ids=x).logits, direct)
+        assert not torch.allclose(TaskIdModel(mpt, 0)(input_ids=x).logits, TaskIdModel(mpt, 1)(input_ids=x).logits)
+    with pytest.raises(ConfigError):
+        TaskIdModel(mpt, -1)
+    with pytest.raises(ConfigError, match="without an encoder"):
+        multitask_prompt_tuning(copy.deepcopy(tiny_llama), PromptTuningConfig(4, encoder="mlp"), num_tasks=2)
+
+
+def test_a_multitask_prompt_trains_on_a_mixture_with_one_task_id_per_row(embedded_model):
+    from course_lib import training
+    from course_lib.methods.prompt_tuning import TaskIdModel, multitask_prompt_tuning, multitask_scores
+    from course_lib.tasks import TaskMixture, contrarian_task, review_verdicts
+
+    model, tokenizer = embedded_model
+    task = review_verdicts({"train": 40, "validation": 16, "test": 4, "test_unseen": 4})
+    mixture = TaskMixture((task, contrarian_task(task)))
+    torch.manual_seed(0)
+    mpt = multitask_prompt_tuning(copy.deepcopy(model), PromptTuningConfig(4, init="vocab"), num_tasks=2)
+    base = {n: p.detach().clone() for n, p in mpt.base_model.named_parameters()}
+    enc = mpt.prompt_encoder["default"]
+    rows0 = enc.prefix_task_rows.detach().clone()
+    before = training.label_scores(TaskIdModel(mpt, 0), tokenizer, task, task["validation"])
+    run = training.train(mpt, tokenizer, mixture, training.TrainConfig(steps=6, batch_size=8, lr=0.3),
+                         forward_kwargs=mixture.forward_kwargs, progress=False)
+    assert len(run.losses) == 6 and run.trainable == mpt.get_nb_trainable_parameters()[0]
+    assert all(not torch.equal(enc.prefix_task_rows[k], rows0[k]) for k in (0, 1))   # both tasks' factors trained
+    assert all(torch.equal(p, base[n]) for n, p in mpt.base_model.named_parameters())  # the model stays frozen
+    after, after_contrarian = multitask_scores(mpt, tokenizer, mixture.tasks, task["validation"])
+    assert after["nll"] != before["nll"] and 0 <= after["accuracy"] <= 1 and after["nll"] > 0
+    assert after["accuracy"] == training.accuracy(TaskIdModel(mpt, 0), tokenizer, task, task["validation"])
+    assert after_contrarian == training.label_scores(TaskIdModel(mpt, 1), tokenizer, mixture.tasks[1], task["validation"])

@@ -97,3 +97,32 @@ def test_a_few_training_rows_stream_from_the_hub(monkeypatch):
     assert [c[1] for c in calls] == ["train", "validation"]
     assert len(task["train"]) == 8 and len(task["test"]) == 1821 and len(task["validation"]) == 872
     assert read[0] <= 1821 + 8 + 1 and task["train"][0].text == "film 1821"
+
+
+def test_the_contrarian_task_swaps_the_label_words_of_the_same_reviews():
+    from course_lib.tasks import contrarian_task
+
+    task = review_verdicts({"train": 20, "validation": 4, "test": 4, "test_unseen": 4})
+    other = contrarian_task(task)
+    ex = task["train"][0]
+    assert other["train"] is task["train"] and other.prompt(ex) == task.prompt(ex)
+    assert other.target(ex) != task.target(ex) and other.target(ex).strip() == task.label_words[1 - ex.label]
+
+
+def test_a_mixture_tags_each_row_with_its_task_and_alternates_them():
+    import torch
+
+    from course_lib.errors import ConfigError
+    from course_lib.tasks import TaskMixture, contrarian_task
+
+    task = review_verdicts({"train": 20, "validation": 4, "test": 4, "test_unseen": 4})
+    mixture = TaskMixture((task, contrarian_task(task)))
+    rows = mixture["train"]
+    assert len(rows) == 40 and [r.task_id for r in rows[:4]] == [0, 1, 0, 1]
+    assert rows[0].example == rows[1].example == task["train"][0]
+    assert mixture.target(rows[0]) != mixture.target(rows[1]) and mixture.prompt(rows[0]) == mixture.prompt(rows[1])
+    assert torch.equal(mixture.forward_kwargs(rows[:3])["task_ids"], torch.tensor([0, 1, 0]))
+    with pytest.raises(ConfigError, match="two or more"):
+        TaskMixture((task,))
+    with pytest.raises(ConfigError, match="no split"):
+        mixture["validation"]

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .catalog import Perspective
 
 PLACEMENTS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",)}
 SITES = ("attention", "ffn")
@@ -530,3 +531,12 @@ def expected_adapter_parameters(model: nn.Module, config: AdapterConfig) -> int:
 Config = AdapterConfig
 apply = apply_adapters
 expected_parameters = expected_adapter_parameters
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("adapter (sequential)", "function", "additive", "Houlsby et al. 2019; Pfeiffer et al. 2021",
+                "a bottleneck function applied to a sublayer's output"),
+    Perspective("AdapterFusion", "function", "additive", "Pfeiffer et al. 2021a",
+                "an attention over several trained adapters' outputs"),
+)

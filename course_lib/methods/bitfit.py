@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .catalog import Perspective
 from .targets import find_targets, is_linear, linear_shape
 
 
@@ -130,3 +131,14 @@ def expected_parameters(model: nn.Module, config: BitFitConfig) -> int:
     if config.train_norms:
         total += sum(p.numel() for m in model.modules() if _is_norm(m) for p in m.parameters(recurse=False))
     return total
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("BitFit", "parameter", "selective", "Ben Zaken et al. 2022",
+                "trains the existing biases; on bias-free Llama models the course adds zero biases, "
+                "which makes it additive there"),
+    Perspective("probing", "function", "selective", "Alain & Bengio 2016",
+                "the head is the function on top of a frozen body; the course retrains the existing lm_head "
+                "(a selective subset), a new head would be additive"),
+)

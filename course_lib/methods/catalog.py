@@ -15,11 +15,29 @@ imported when a method is first used, so importing this table does no work::
     for key, method in METHODS.items():
         tuned = method.apply(copy.deepcopy(model), method.Config())
         assert count_trainable(tuned) == method.expected_parameters(model, method.Config())
+
+Each *method* module also declares where its methods sit, as ``PERSPECTIVES``: a tuple of
+:class:`Perspective` rows, one per method it holds (``bitfit`` holds BitFit and probing, ``unified`` the
+parallel adapter and MAM). Support modules (``base``, ``catalog``, ``targets``, ``nf4``: the 4-bit data
+type QLoRA stores its base in) declare none, so :func:`perspective_table` leaves them out by construction.
+Two vocabularies, both kept:
+
+* the lecture's (the notes, after the CS224n slides): **parameter** (change a subset or a
+  re-parameterisation of the existing weights), **input** (learn extra inputs), **function** (add small
+  trainable functions to the frozen network);
+* the survey's (Lialin, Deshpande & Rumshisky 2023, "Scaling Down to Scale Up: A Guide to
+  Parameter-Efficient Fine-Tuning", arXiv:2303.15647, Fig. 2): **additive** (new parameters: adapters and
+  soft prompts), **selective** (train a subset of the existing ones), **reparameterisation** (train a
+  low-rank or otherwise compact form of the update).
+
+A method that combines two writes both joined by ``" + "`` (MAM: ``input + function``); full fine-tuning is
+the ``baseline``, not a parameter-efficient method, and has no survey family (``none``).
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import pkgutil
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 from ..errors import ConfigError
@@ -66,6 +84,61 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("mam", "MAM (prefix + parallel adapter)", "unified", config_name="MAMConfig", apply_name="apply_mam",
            expected_name="mam_parameter_count", paper="He et al. 2022"),
 )}
+
+
+PERSPECTIVE_NAMES = ("parameter", "input", "function")
+SURVEY_FAMILIES = ("additive", "selective", "reparameterisation")
+BASELINE, NO_FAMILY = "baseline", "none"
+
+
+def _check_terms(value: str, allowed: tuple[str, ...], alone: str, what: str) -> None:
+    parts = value.split(" + ")
+    if value != alone and not (parts and all(p in allowed for p in parts) and len(set(parts)) == len(parts)):
+        raise ConfigError(f"{what} {value!r} is not in the vocabulary.",
+                          f"use one of {list(allowed)}, several joined by ' + ' for a combination, or {alone!r}.")
+
+
+@dataclass(frozen=True)
+class Perspective:
+    """One row of the perspectives table: a method, where it sits, and why.
+
+    ``perspective`` is in the lecture's vocabulary (:data:`PERSPECTIVE_NAMES`, or :data:`BASELINE`),
+    ``survey`` in Lialin et al.'s (:data:`SURVEY_FAMILIES`, or :data:`NO_FAMILY` for the baseline);
+    ``note`` says where a method combines two or departs from its paper.
+    """
+
+    method: str
+    perspective: str
+    survey: str
+    paper: str
+    note: str = ""
+
+    def __post_init__(self):
+        _check_terms(self.perspective, PERSPECTIVE_NAMES, BASELINE, "perspective")
+        _check_terms(self.survey, SURVEY_FAMILIES, NO_FAMILY, "survey family")
+        if (self.perspective == BASELINE) != (self.survey == NO_FAMILY):
+            raise ConfigError(f"{self.method}: only the baseline has no survey family.",
+                              f"give both perspective={BASELINE!r} and survey={NO_FAMILY!r}, or neither.")
+
+
+def method_modules() -> dict[str, tuple[Perspective, ...]]:
+    """Every module of :mod:`course_lib.methods` that declares ``PERSPECTIVES``, with its rows (imports them)."""
+    found = {}
+    for info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+        rows = getattr(importlib.import_module(f"{__package__}.{info.name}"), "PERSPECTIVES", None)
+        if rows is not None:
+            found[info.name] = tuple(rows)
+    return found
+
+
+def perspective_table() -> list[dict[str, str]]:
+    """One row per method the course ships: ``module``, ``method``, ``perspective``, ``survey``, ``paper``, ``note``.
+
+    Generated from the modules' ``PERSPECTIVES``, sorted by perspective then module; modules that hold
+    no method declare none and do not appear.
+    """
+    rows = [{"module": name, **asdict(row)} for name, rows in method_modules().items() for row in rows]
+    return sorted(rows, key=lambda r: (r["perspective"], r["module"], r["method"]))
 
 
 def get_method(key: str) -> Method:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .catalog import Perspective
 
 
 @dataclass
@@ -48,3 +49,10 @@ def expected_parameters(model: nn.Module, config: FullFineTuningConfig) -> int:
     """``|θ|`` (shared tensors counted once), less the embedding tables when they stay frozen."""
     frozen = set() if config.train_embeddings else _embedding_parameters(model)
     return sum(p.numel() for p in model.parameters() if id(p) not in frozen)
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("full fine-tuning", "baseline", "none", "Howard & Ruder 2018",
+                "every weight trains: the baseline the other methods are measured against, not PEFT"),
+)

@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .catalog import Perspective
 from .targets import find_targets, is_linear, linear_names, linear_shape, set_module
 
 #: Matrices a lecture or exercise picks by name, per family (Llama/Qwen2 naming, GPT-2 naming).
@@ -401,3 +402,10 @@ def expected_parameters(model: nn.Module, config: LoraConfig) -> int:
     names = find_targets(model, resolve_target_modules(model, config), method="LoRA")
     shapes = [linear_shape(model.get_submodule(n)) for n in names]
     return sum(lora_param_count(d, k, config.r) + (d if config.use_dora else 0) for d, k in shapes)
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("LoRA", "parameter", "reparameterisation", "Hu et al. 2021",
+                "the update of a frozen weight written as a low-rank product (alpha / r) B A"),
+)

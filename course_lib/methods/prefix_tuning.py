@@ -41,6 +41,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import AdaptedModel
+from .catalog import Perspective
 from .targets import check_fits
 
 INIT_WEIGHTS = ("random", "zero")
@@ -318,3 +319,10 @@ apply = apply_prefix_tuning
 def expected_parameters(model, config: PrefixTuningConfig) -> int:
     """:func:`prefix_tuning_cost` for the model's key/value layout."""
     return prefix_tuning_cost(KVLayout.from_config(model.config), config)
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("prefix tuning", "input", "additive", "Li & Liang 2021",
+                "learned keys and values of virtual tokens in every layer (soft prompts)"),
+)

@@ -33,6 +33,15 @@ makes training more stable:
 ``encoder="lstm"``: a bidirectional LSTM (``h`` per direction) followed by
 ``Linear(2h, 2h) -> ReLU -> Linear(2h, d)``. After training only the encoder's output is needed.
 
+Multitask prompt tuning (Wang et al., 2023, "Multitask Prompt Tuning Enables Parameter-Efficient
+Transfer Learning", eq. 1) shares one prompt ``P* (p, d)`` between tasks and gives task ``k`` a rank-``r``
+multiplier: ``P_k = P* ∘ (U_k V_k)`` with ``U_k (p, r)``, ``V_k (r, d)`` (rank one: ``u_k v_k^T``). Trained
+on ``n`` tasks it holds ``p d + n (p + d) r`` numbers (:func:`multitask_prompt_cost`); a new task starts from
+``P*`` and learns only its ``(p + d) r``. The course uses peft's ``MultitaskPromptTuningConfig`` (its
+``prefix_task_cols`` are the ``U_k``, ``prefix_task_rows`` the ``V_k``), which needs a ``task_ids`` tensor
+``(batch,)`` on every call: :class:`course_lib.tasks.TaskMixture` supplies it while training,
+:class:`TaskIdModel` binds one task's id for evaluation.
+
 The module and parameter names mirror peft's (``prompt_encoder.embedding``, ``mlp_head``,
 ``lstm_head``), so ``state_dict`` copies across in both directions; ``tests/test_prompt_tuning.py``
 checks that the logits equal peft's.
@@ -47,6 +56,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import AdaptedModel
+from .catalog import Perspective
 from .targets import check_fits
 
 INITS = ("random", "vocab", "text")
@@ -252,3 +262,77 @@ def expected_parameters(model, config: PromptTuningConfig) -> int:
             total += 2 * 4 * h * (inp + h + 2)               # two directions: W_ih, W_hh, b_ih, b_hh
         total += (2 * h * 2 * h + 2 * h) + (2 * h * d + d)
     return total
+
+
+def multitask_prompt_cost(num_virtual_tokens: int, hidden_size: int, num_tasks: int, rank: int = 1) -> dict[str, int]:
+    """Multitask prompt tuning's counts: the shared prompt ``p d``, each task's factors ``(p + d) r``, and
+    the total ``p d + n (p + d) r`` for ``n`` tasks."""
+    for name, value in (("num_virtual_tokens", num_virtual_tokens), ("hidden_size", hidden_size),
+                        ("num_tasks", num_tasks), ("rank", rank)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}={value!r} must be a positive integer.",
+                              "e.g. multitask_prompt_cost(8, 64, num_tasks=2, rank=1).")
+    shared = prompt_tuning_cost(num_virtual_tokens, hidden_size)
+    per_task = (num_virtual_tokens + hidden_size) * rank
+    return {"shared": shared, "per_task": per_task, "total": shared + num_tasks * per_task}
+
+
+def multitask_prompt_tuning(model: nn.Module, config: PromptTuningConfig, num_tasks: int, rank: int = 1,
+                            tokenizer=None) -> nn.Module:
+    """peft's multitask prompt tuning on ``model`` (changed in place: pass a copy to keep it): a shared prompt of
+    ``config.num_virtual_tokens`` vectors and rank-``rank`` factors for ``num_tasks`` tasks.
+
+    The shared prompt starts like the course's soft prompt (``config.init``: ``"vocab"`` or ``"text"`` copy
+    those tokens' embeddings, ``"random"`` keeps peft's); peft starts the factors near one
+    (``N(1, 0.02)``), so at step 0 every task sees about the shared prompt. Call the result with
+    ``task_ids`` of shape ``(batch,)``.
+    """
+    from ..errors import require
+
+    peft = require("peft", "multitask prompt tuning")
+    if not isinstance(config, PromptTuningConfig) or config.encoder != "none":
+        raise ConfigError("multitask prompt tuning takes a PromptTuningConfig without an encoder.",
+                          "pass e.g. PromptTuningConfig(8, init='vocab').")
+    multitask_prompt_cost(config.num_virtual_tokens, model.get_input_embeddings().embedding_dim, num_tasks, rank)
+    mpt = peft.get_peft_model(model, peft.MultitaskPromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=config.num_virtual_tokens, num_tasks=num_tasks, num_ranks=rank))
+    ids = init_token_ids(config, model.get_input_embeddings().num_embeddings, tokenizer)
+    if ids is not None:
+        with torch.no_grad():
+            mpt.prompt_encoder["default"].embedding.weight.copy_(model.get_input_embeddings().weight[ids])
+    return mpt
+
+
+class TaskIdModel(nn.Module):
+    """``model`` called with ``task_ids = task_id`` for every row, so code that calls a model with
+    ``input_ids`` and ``attention_mask`` alone (``training.accuracy``) scores one task of a multitask
+    prompt. Shares ``model``'s parameters (no copy)."""
+
+    def __init__(self, model: nn.Module, task_id: int):
+        super().__init__()
+        if not isinstance(task_id, int) or task_id < 0:
+            raise ConfigError(f"task_id={task_id!r} must be an integer >= 0.", "pass the row's task index, e.g. 0.")
+        self.model, self.task_id = model, task_id
+
+    def forward(self, input_ids: torch.Tensor, **kwargs):
+        task_ids = torch.full((input_ids.shape[0],), self.task_id, dtype=torch.long, device=input_ids.device)
+        return self.model(input_ids=input_ids, task_ids=task_ids, **kwargs)
+
+
+
+def multitask_scores(model: nn.Module, tokenizer, tasks, examples) -> list[dict[str, float]]:
+    """:func:`course_lib.training.label_scores` of each task on ``examples``, the model told the task's id
+    (its index in ``tasks``) on every row."""
+    from ..training import label_scores
+
+    return [label_scores(TaskIdModel(model, k), tokenizer, task, examples) for k, task in enumerate(tasks)]
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("prompt tuning", "input", "additive", "Lester et al. 2021",
+                "learned input embeddings of virtual tokens (soft prompts)"),
+    Perspective("P-tuning", "input", "additive", "Liu et al. 2021",
+                "soft prompts produced by a prompt encoder while training"),
+    Perspective("multitask prompt tuning", "input", "additive", "Wang et al. 2023",
+                "one shared soft prompt, rescaled per task by a rank-one factor (peft's MultitaskPromptTuning)"),
+)

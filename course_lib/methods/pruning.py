@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .catalog import Perspective
 from .targets import find_targets, is_linear
 
 Masks = dict[str, torch.Tensor]
@@ -418,3 +419,14 @@ def train_classifier(model: nn.Module, data, *, steps: int = 100, lr: float = 3e
     Xe, ye = data[eval_split]
     with torch.no_grad():
         return (model(Xe).argmax(-1) == ye).float().mean().item()
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("magnitude pruning", "parameter", "selective", "Han et al. 2015",
+                "keeps a subset of the weights (a binary mask); it compresses rather than adapts"),
+    Perspective("diff pruning", "parameter", "selective", "Guo et al. 2021",
+                "a sparse update of the pretrained weights, theta_0 + b * phi"),
+    Perspective("lottery ticket", "parameter", "selective", "Frankle & Carbin 2019",
+                "a sparse subnetwork rewound to its initial values and retrained"),
+)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import nf4
+from .catalog import Perspective
 from .lora import LoraConfig, LoraLayer, check_rank, lora_layers, lora_param_count, resolve_target_modules
 from .targets import find_targets, linear_shape, matches, set_module
 
@@ -313,3 +314,11 @@ def expected_parameters(model: nn.Module, config: QLoraConfig) -> int:
     names = find_targets(model, resolve_target_modules(model, config), method="QLoRA",
                          accept=lambda m: isinstance(m, nn.Linear), skip=config.skip_modules)
     return sum(lora_param_count(*linear_shape(model.get_submodule(n)), config.r) for n in names)
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("QLoRA", "parameter", "reparameterisation", "Dettmers et al. 2023",
+                "LoRA's reparameterisation on a quantised (NF4) frozen base; the quantisation "
+                "saves memory, it is not what trains"),
+)

@@ -54,6 +54,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .adapters import NON_LINEARITIES, AdapterLayer, BottleneckAdapter, decoder_blocks, hidden_size_of
+from .catalog import Perspective
 from .lora import LoraLayer
 from .targets import find_targets, is_linear, linear_shape, matches, set_module
 
@@ -478,3 +479,12 @@ Config = UnifiedConfig
 ParallelAdapterConfig = UnifiedConfig.parallel_adapter   # He et al.'s scaled parallel adapter (s = 4) at the FFN
 apply = apply_unified
 expected_parameters = expected_unified_parameters
+
+
+# where the methods of this module sit (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("parallel adapter", "function", "additive", "He et al. 2022",
+                "the bottleneck function reads the sublayer's input, in parallel (scaled: s = 4)"),
+    Perspective("MAM adapter", "input + function", "additive", "He et al. 2022",
+                "combines prefix tuning (input) in attention with a scaled parallel adapter (function) at the FFN"),
+)

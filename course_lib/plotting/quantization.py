@@ -1,10 +1,10 @@
-"""Plots for lecture 05 (QLoRA): 4-bit levels, weight histograms, quantisation error, memory.
+"""Plots for lecture 05 (QLoRA): 4-bit levels, weight histograms, quantisation error, memory, paging.
 
 Each function draws on ``ax`` (or a new figure) and returns the axes (or the array of axes).
 """
 from __future__ import annotations
 
-from .axes import axes
+from .axes import axes, finish
 
 COLORS = {"nf4": "tab:blue", "fp4": "tab:orange", "int4": "tab:green"}
 
@@ -129,3 +129,24 @@ def plot_estimate_vs_measured(rows: dict, ax=None):
     ax.set_title("accounting checked against real tensors")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_paging(trace, ax=None, unit: float = 2 ** 20, unit_name: str = "MiB"):
+    """Device memory per step without and with a paged optimiser (a :class:`course_lib.paging.PagingTrace`):
+    the capacity as a dashed line, out-of-memory steps marked with a red x, steps that paged shaded."""
+    ax = _ax(ax, (7, 3.5))
+    steps = range(len(trace.without))
+    ax.plot(steps, [b / unit for b in trace.without], "o-", ms=3, color="tab:orange", label="without paging")
+    ax.plot(steps, [b / unit for b in trace.paged], "s-", ms=3, color="tab:blue", label="paged optimizer")
+    ax.axhline(trace.capacity / unit, color="k", ls="--", lw=1, label="device capacity")
+    if trace.oom_without:
+        ax.plot(trace.oom_without, [trace.without[t] / unit for t in trace.oom_without], "x", color="red", ms=10,
+                mew=2, label="out of memory (no paging)")
+    for t, pages in enumerate(trace.evicted_pages):
+        if pages:
+            ax.axvspan(t - 0.4, t + 0.4, color="tab:blue", alpha=0.12, lw=0)
+            ax.annotate(f"{pages} pages\nout and back", (t, trace.paged[t] / unit), textcoords="offset points",
+                        xytext=(0, -26), ha="center", fontsize=7, color="tab:blue")
+    ax.margins(y=0.2)
+    return finish(ax, xlabel="training step", ylabel=f"device memory ({unit_name})",
+                  title="simulated device: states paged to CPU RAM during spikes")
