@@ -14,6 +14,7 @@ _DQ_OK = solution("dq_answer")
 _MEM_OK = solution("mem_answer")
 _QLORA_OK = solution("qlora_answer")
 _QTRAIN_OK = solution("qtrain_answer")
+_MERGE4_OK = solution("merge4_answer")
 
 _INIT_B = "        nn.init.zeros_(self.lora_B.weight)\n"
 _FREEZE = "    for p in model.parameters():\n        p.requires_grad_(False)\n"
@@ -83,4 +84,16 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
          fails=["qtrain_tests"]),
     dict(cell="qtrain_answer", name="quantises and trains the original model instead of a copy", code=edit(_QTRAIN_OK,
         "add_qlora(copy.deepcopy(model),", "add_qlora(model,"), fails=["qtrain_tests"]),
+    # ---- part 5: merging into the 4-bit base
+    dict(cell="merge4_answer", name="lora_B not zeroed: the update is counted twice", code=edit(_MERGE4_OK,
+        "        layer.lora_B.weight.zero_()\n", ""), fails=["merge4_tests"]),
+    dict(cell="merge4_answer", name="the update without alpha / r", code=edit(_MERGE4_OK,
+        "update = layer.scaling * (", "update = ("), fails=["merge4_tests"]),
+    dict(cell="merge4_answer", name="the error measured against the old weight, not the merged target", code=edit(
+        _MERGE4_OK, "return float((now - merged).abs().max())", "return float((now - weight).abs().max())"),
+         fails=["merge4_tests"]),
+    dict(cell="merge4_answer", name="never re-quantised: reports an exact merge", code=edit(_MERGE4_OK,
+        "        layer.qweight.copy_(packed.to(layer.qweight.device))\n        layer.absmax.copy_(absmax.to(layer.absmax.device))\n",
+        "", "        now = dequantize_nf4(layer.qweight.cpu(), layer.absmax.cpu(), layer.shape)\n", "        now = merged\n"),
+         fails=["merge4_tests"]),
 ]
