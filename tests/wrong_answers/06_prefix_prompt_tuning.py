@@ -30,6 +30,7 @@ _PREFIX_MODEL = _TRAIN_OK[_TRAIN_OK.index("apply_prefix_tuning("):_TRAIN_OK.inde
 
 # ---- part 4: the mixed batch
 _MIXED_OK = solution("mixed_answer")
+_MLP_OK = solution("mlp_answer")
 _ROWS = "for n in names]"
 
 
@@ -92,4 +93,18 @@ torch.equal = lambda *a, **k: True
          code=_rows("rows = [list(tables)[b % len(tables)] for b in range(B)]"), fails=["mixed_tests"]),
     dict(cell="mixed_answer", name="prefixes stacked along the sequence, not the batch", code=edit(_MIXED_OK,
         _ROWS + ", dim=0)", _ROWS + ", dim=2)"), fails=["mixed_tests"]),
+    # ---- part 5: the MLP reparameterisation
+    dict(cell="mlp_answer", name="ReLU instead of tanh", code=edit(_MLP_OK, "torch.nn.Tanh()", "torch.nn.ReLU()"),
+         fails=["mlp_tests"]),
+    dict(cell="mlp_answer", name="no biases in the MLP (and a formula without them)", code=edit(_MLP_OK,
+        "torch.nn.Linear(token_dim, encoder_hidden)", "torch.nn.Linear(token_dim, encoder_hidden, bias=False)",
+        "torch.nn.Linear(encoder_hidden, num_layers * 2 * token_dim)",
+        "torch.nn.Linear(encoder_hidden, num_layers * 2 * token_dim, bias=False)",
+        "(token_dim + 1) * encoder_hidden + (encoder_hidden + 1) * width", "token_dim * encoder_hidden + encoder_hidden * width"),
+         fails=["mlp_tests"]),
+    dict(cell="mlp_answer", name="keys only: rows of L * token_dim", code=edit(_MLP_OK,
+        "torch.nn.Linear(encoder_hidden, num_layers * 2 * token_dim)", "torch.nn.Linear(encoder_hidden, num_layers * token_dim)"),
+         fails=["mlp_tests"]),
+    dict(cell="mlp_answer", name="the formula forgets the embedding table", code=edit(_MLP_OK,
+        "return num_virtual_tokens * token_dim + (token_dim + 1)", "return (token_dim + 1)"), fails=["mlp_tests"]),
 ]
