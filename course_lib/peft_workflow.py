@@ -109,7 +109,7 @@ def peft_lora(model: nn.Module, target_modules: Targets, *, r: int = 8, lora_alp
 
     Every entry of ``target_modules`` must select a layer peft's LoRA can wrap (:func:`peft_accepts`), matched by
     peft's rule; otherwise a :class:`ConfigError` names the entry and lists the suffixes that would work
-    (peft itself says only that the target modules were not found). ``kwargs`` go to peft's ``LoraConfig``
+    (peft itself says only that the target modules were not found). ``"all-linear"`` is passed to peft as is. ``kwargs`` go to peft's ``LoraConfig``
     (e.g. ``init_lora_weights="pissa"``). Changes ``model`` in place, as peft does; returns the ``PeftModel``.
     """
     require("peft", "the peft workflow")
@@ -117,8 +117,9 @@ def peft_lora(model: nn.Module, target_modules: Targets, *, r: int = 8, lora_alp
 
     from peft import LoraConfig, get_peft_model
 
-    find_targets(model, target_modules, method="peft LoRA", accept=peft_accepts,
-                 what="layers peft's LoRA can wrap (nn.Linear, Conv1D, nn.Embedding)")
+    if target_modules != "all-linear":   # peft's shorthand: every linear layer but the output head
+        find_targets(model, target_modules, method="peft LoRA", accept=peft_accepts,
+                     what="layers peft's LoRA can wrap (nn.Linear, Conv1D, nn.Embedding)")
     config = LoraConfig(r=r, lora_alpha=lora_alpha, target_modules=target_modules, task_type="CAUSAL_LM", **kwargs)
     with warnings.catch_warnings():   # peft warns about tied embeddings and fan_in_fan_out; the course's models are fine
         warnings.simplefilter("ignore")

@@ -57,6 +57,12 @@ def test_found_names_work_as_peft_targets(request, fixture, targets):
     assert trainable == sum(4 * (d + k) for d, k in shapes)
 
 
+def test_all_linear_is_peft_s_shorthand(tiny_gpt2):
+    model = pw.peft_lora(copy.deepcopy(tiny_gpt2), "all-linear", r=2)
+    wrapped = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")}
+    assert wrapped == {"c_attn", "c_proj", "c_fc"}                      # not lm_head, not the embeddings
+
+
 @pytest.mark.parametrize("targets,match", [(["q_proj"], r"(?s)\['q_proj'\] not found in GPT2LMHeadModel.*c_attn"),
                                            (["ln_1"], r"LayerNorm, not layers peft's LoRA can wrap")])
 def test_a_name_the_model_lacks_gets_the_course_error(tiny_gpt2, targets, match):
