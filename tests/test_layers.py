@@ -13,7 +13,8 @@ bottom:
 3. where it runs: ``runtime``
 4. the methods, one module each (``methods``): they act on any ``nn.Module``
 5. loading models and tasks: ``models``, ``tasks``, ``standins``
-6. measuring a model: ``scoring``, ``generation``, ``memory``
+6. measuring a model: ``scoring``, ``generation``, ``memory``, ``peft_workflow`` (an adapter's size on disk,
+   logits compared, the layers ``target_modules`` can name)
 7. ``training``
 8. experiments: ``prompting``, ``reasoning``, ``comparison``, ``family_eval``
 9. showing: ``plotting``, ``widgets``, ``show``, ``findings`` (sentences conditioned on measured numbers)
@@ -37,7 +38,7 @@ LAYERS = (
     {"runtime"},
     {"methods"},
     {"models", "tasks", "standins"},
-    {"scoring", "generation", "memory"},
+    {"scoring", "generation", "memory", "peft_workflow"},
     {"training"},
     {"prompting", "reasoning", "comparison", "family_eval"},
     {"plotting", "widgets", "show", "findings"},
