@@ -293,3 +293,11 @@ def train_across_models(models: list[str], methods: dict[str, Callable], task, c
         del model
     bar.close()
     return result
+
+
+def multitask_scores(model: nn.Module, tokenizer, tasks, examples) -> list[dict[str, float]]:
+    """:func:`label_scores` of each task on ``examples``, the model told the task's id (its index in ``tasks``)
+    on every row: a multitask prompt (:func:`course_lib.methods.prompt_tuning.multitask_prompt_tuning`)."""
+    from .methods.prompt_tuning import TaskIdModel
+
+    return [label_scores(TaskIdModel(model, k), tokenizer, task, examples) for k, task in enumerate(tasks)]

@@ -7,13 +7,14 @@ much as those at the top of a module (a lazy import hides an arrow, it does not 
 bottom:
 
 1. foundations: the package itself (its version), ``errors``, ``threads``, ``project``, ``precision``,
-   ``devices``, ``timing`` (the one timer: lectures, ``prompting.prompt_cost`` and ``benchmarks/``); data
-   folders (``configs``, ``data``)
+   ``devices``, ``timing`` (the one timer: lectures, ``prompting.prompt_cost`` and ``benchmarks/``),
+   ``startup`` (what the course's processes skip at start-up); data folders (``configs``, ``data``)
 2. what exists: the embedded model family (``embedded``) and the hub tables (``registry``)
 3. where it runs: ``runtime``
 4. the methods, one module each (``methods``): they act on any ``nn.Module``
 5. loading models and tasks: ``models``, ``tasks``, ``standins``
-6. measuring a model: ``scoring``, ``generation``, ``memory``, ``peft_workflow`` (an adapter's size on disk,
+6. measuring a model: ``scoring``, ``generation``, ``memory``, ``paging`` (paged optimiser states, simulated
+   from measured sizes), ``peft_workflow`` (an adapter's size on disk,
    logits compared, the layers ``target_modules`` can name)
 7. ``training``
 8. experiments: ``prompting``, ``reasoning``, ``comparison``, ``family_eval``
@@ -33,12 +34,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "course_lib"
 
 LAYERS = (
-    {"", "errors", "threads", "project", "precision", "devices", "timing", "configs", "data"},
+    {"", "errors", "threads", "project", "precision", "devices", "timing", "startup", "configs", "data"},
     {"embedded", "registry"},
     {"runtime"},
     {"methods"},
     {"models", "tasks", "standins"},
-    {"scoring", "generation", "memory", "peft_workflow"},
+    {"scoring", "generation", "memory", "paging", "peft_workflow"},
     {"training"},
     {"prompting", "reasoning", "comparison", "family_eval"},
     {"plotting", "widgets", "show", "findings"},

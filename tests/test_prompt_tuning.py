@@ -234,7 +234,8 @@ def test_the_shared_prompt_starts_from_vocabulary_and_a_bound_task_id_is_used(ti
 
 def test_a_multitask_prompt_trains_on_a_mixture_with_one_task_id_per_row(embedded_model):
     from course_lib import training
-    from course_lib.methods.prompt_tuning import TaskIdModel, multitask_prompt_tuning, multitask_scores
+    from course_lib.methods.prompt_tuning import TaskIdModel, multitask_prompt_tuning
+    from course_lib.training import multitask_scores
     from course_lib.tasks import TaskMixture, contrarian_task, review_verdicts
 
     model, tokenizer = embedded_model

@@ -320,13 +320,6 @@ class TaskIdModel(nn.Module):
 
 
 
-def multitask_scores(model: nn.Module, tokenizer, tasks, examples) -> list[dict[str, float]]:
-    """:func:`course_lib.training.label_scores` of each task on ``examples``, the model told the task's id
-    (its index in ``tasks``) on every row."""
-    from ..training import label_scores
-
-    return [label_scores(TaskIdModel(model, k), tokenizer, task, examples) for k, task in enumerate(tasks)]
-
 # where the methods of this module sit (course_lib.methods.catalog.perspective_table)
 PERSPECTIVES = (
     Perspective("prompt tuning", "input", "additive", "Lester et al. 2021",

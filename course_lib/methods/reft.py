@@ -40,6 +40,7 @@ from torch.nn.utils.parametrizations import orthogonal
 from ..errors import ConfigError
 from .adapters import decoder_blocks, hidden_size_of
 from .base import AdaptedModel
+from .catalog import Perspective
 
 _POSITIONS = re.compile(r"all|f(\d+)|l(\d+)|f(\d+)\+l(\d+)")
 
@@ -184,3 +185,11 @@ apply = apply_reft
 def expected_parameters(model: nn.Module, config: ReftConfig) -> int:
     """``2 r d + r`` from the hidden size alone (one intervened layer, any number of positions)."""
     return reft_param_count(_check(model, config), config.rank)
+
+
+# where the method of this module sits (course_lib.methods.catalog.perspective_table)
+PERSPECTIVES = (
+    Perspective("LoReFT", "function", "additive", "Wu et al. 2024",
+                "edits the residual stream of one layer at chosen positions: h + R^T (W h + b - R h), R with "
+                "orthonormal rows"),
+)
