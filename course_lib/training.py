@@ -295,7 +295,7 @@ def train_across_models(models: list[str], methods: dict[str, Callable], task, c
     return result
 
 
-def multitask_scores(model: nn.Module, tokenizer, tasks, examples) -> list[dict[str, float]]:
+def multitask_scores(model: torch.nn.Module, tokenizer, tasks, examples) -> list[dict[str, float]]:
     """:func:`label_scores` of each task on ``examples``, the model told the task's id (its index in ``tasks``)
     on every row: a multitask prompt (:func:`course_lib.methods.prompt_tuning.multitask_prompt_tuning`)."""
     from .methods.prompt_tuning import TaskIdModel
