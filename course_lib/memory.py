@@ -318,10 +318,12 @@ def measure_saved_activations(model, batch: dict) -> int:
             seen[storage.data_ptr()] = storage.nbytes()
         return t
 
+    from .devices import to_device
+
     was_training = model.training
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
-        model(**batch)
+        model(**to_device(batch, model))
     model.train(was_training)
     return sum(seen.values())
 

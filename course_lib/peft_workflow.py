@@ -158,7 +158,7 @@ def max_logit_diff(a: nn.Module | torch.Tensor, b: nn.Module | torch.Tensor, inp
     if la.shape != lb.shape:
         raise ConfigError(f"logits of shapes {tuple(la.shape)} and {tuple(lb.shape)} cannot be compared.",
                           "run both models on the same inputs.")
-    return (la.float() - lb.float()).abs().max().item()
+    return (la.float().cpu() - lb.float().cpu()).abs().max().item()  # logits of models on two devices
 
 
 # --- PiSSA ----------------------------------------------------------------------------------------
