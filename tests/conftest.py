@@ -90,14 +90,15 @@ def embedded_model():
 # worker. So the long tests are dealt out over the workers' slices by weight (longest first, each to the
 # least loaded slice) at the front of each slice, the short tests fill the slices up, and stealing evens out
 # the end with short tests. (Sorting them all to the front put every `course check` on one worker, in turn.)
-_LONG = {"tests/test_assignments.py::test_course_check[": {"08": 749, "07": 353, "02": 265, "03": 222, "04": 216,
-                                                           "05": 175, "06": 174, "01": 170, "00": 80},
-         "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"08": 177, "06": 159, "04": 133, "07": 104,
-                                                                      "03": 104, "02": 74, "05": 73, "01": 61},
-         "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 131},
-         "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 360},
-         "tests/test_benchmarks.py::test_quick_run": {"": 126},
-         "tests/test_grading.py::test_grade_on_a_dask_local_cluster": {"": 58}}
+_LONG = {"tests/test_assignments.py::test_course_check[": {"08": 672, "07": 276, "04": 193, "02": 188, "03": 185,
+                                                           "06": 137, "05": 131, "01": 131, "00": 62},
+         "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"06": 201, "04": 182, "08": 175, "03": 122,
+                                                                      "07": 116, "05": 86, "02": 73, "01": 63},
+         "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 137},
+         "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 468},
+         "tests/test_benchmarks.py::test_quick_run": {"": 98},
+         "tests/test_sandbox.py::test_course_grade_sandboxed": {"": 64},
+         "tests/test_grading.py::test_grade_on_a_dask_local_cluster": {"": 46}}
 _DEFAULT_LONG = 40  # any other test under a prefix above (a guard run, a new lecture)
 
 
