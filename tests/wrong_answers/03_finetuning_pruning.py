@@ -95,6 +95,8 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
 
 ''' + _PER_LAYER_MASKS, fails=["mask_tests"]),
     # ------------------------------------------------------------------ part 3: iterative pruning
+    dict(cell="prune_answer", name="a linear schedule s * j / rounds instead of 1 - (1 - s)^(j / rounds)", code=edit(
+        _PRUNE_OK, "1 - (1 - sparsity) ** (j / rounds)", "sparsity * j / rounds"), fails=["prune_tests"]),
     dict(cell="prune_answer", name="prunes in rounds but never retrains", code=edit(_PRUNE_OK,
         _REAPPLY, _APPLY_ONCE,
         "        config = training.TrainConfig.from_runtime(runtime, steps=steps_per_round, lr=LR, eval_examples=0)\n"

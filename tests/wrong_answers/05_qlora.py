@@ -80,6 +80,8 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
     # ------------------------------------------------------------------ part 5: training
     dict(cell="qtrain_answer", name="a loop that never steps (steps=0)", code=edit(_QTRAIN_OK,
         "steps=QLORA_STEPS,", "steps=0,"), fails=["qtrain_tests"]),
+    dict(cell="qtrain_answer", name="QLoRA at r=16 instead of the asked r=8", code=edit(_QTRAIN_OK,
+        "r=8, lora_alpha=16", "r=16, lora_alpha=16"), fails=["qtrain_tests"]),
     dict(cell="qtrain_answer", name="learning rate far too small (1e-6)", code=edit(_QTRAIN_OK, "lr=3e-3", "lr=1e-6"),
          fails=["qtrain_tests"]),
     dict(cell="qtrain_answer", name="quantises and trains the original model instead of a copy", code=edit(_QTRAIN_OK,

@@ -100,6 +100,9 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
         fails=["compare_tests"]),
     dict(cell="compare_answer", name="QLoRA model built but never trained", code=edit(_COMPARE_OK,
         "        training.train(", '        if method != "qlora":\n            training.train('), fails=["compare_tests"]),
+    dict(cell="compare_answer", name="nothing trained, accuracies written down (0.9)", code=edit(_COMPARE_OK,
+        "        training.train(m, tokenizer, task, training.TrainConfig.from_runtime(runtime, steps=steps, lr=lr))\n", "",
+        '"accuracy": training.accuracy(m, tokenizer, task, examples)', '"accuracy": 0.9'), fails=["compare_tests"]),
     dict(cell="compare_answer", name="accuracy in percent", code=edit(_COMPARE_OK,
         '"accuracy": training.accuracy(', '"accuracy": 100 * training.accuracy('), fails=["compare_tests"]),
 ]
