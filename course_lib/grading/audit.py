@@ -305,7 +305,7 @@ class _Reader(ast.NodeVisitor):
     def visit_MatchMapping(self, node):
         self._match_name(node, node.rest)
 
-    def _patched(self, node, kind: str) -> None:
+    def _patched(self, node) -> None:
         """An attribute or item stored into (or deleted from) something the cell did not make: a module, an
         object imported or reached from one (also through an alias, ``t = torch``), ``type(x)``, a literal."""
         base = node.value
@@ -323,13 +323,13 @@ class _Reader(ast.NodeVisitor):
 
     def visit_Subscript(self, node):
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            self._patched(node, "item")
+            self._patched(node)
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
         dotted = _dotted(node)
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            self._patched(node, "attribute")
+            self._patched(node)
             if node.attr.startswith("__") and node.attr.endswith("__"):
                 self.add("rigged-comparison", node, f"{ast.unparse(node)} = ... (a special method set from outside)")
         if dotted is None:  # the chain starts at a call or a subscript: this attribute, then what it is on

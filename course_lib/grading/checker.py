@@ -203,6 +203,7 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
         for v, results in zip(group, json.loads(base64.b64decode(found.group(1)))):
             problems.extend(judge(assignment, nb, v, results))
 
+    last_fork = max(by_cell.keys() | after.keys())
     with client.setup_kernel():
         for i, cell in enumerate(work.cells):
             if i in by_cell:
@@ -219,7 +220,7 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
                     break
             if i in after:
                 fork(i, after[i], skip_answer=True)
-            if i >= max(by_cell.keys() | after.keys()):
+            if i >= last_fork:
                 break  # no variant forks after this cell: the rest of the solution would run for nothing
     return problems
 
