@@ -11,6 +11,8 @@ the same number of steps, batch size and data order, and records one row:
 ``formula``            the same number from the method's own formula (``r (d + k)``, ``2 d m + d + m``, ...)
 ``fraction``           ``trainable / base parameters``
 ``accuracy``           test accuracy after training (the untrained model's is ``baseline``)
+``shifted_accuracy``   accuracy on the task's shifted split (``test_unseen``: reviews whose adjectives training
+                       never shows, where the methods are not at their ceiling), or None when the task has none
 ``seconds``            training time (evaluations excluded)
 ``peak_memory_bytes``  peak bytes of live tensors in one training step (CPU: counted through a
                        ``TorchDispatchMode``; CUDA: ``torch.cuda.max_memory_allocated``)
@@ -35,6 +37,8 @@ from .methods.catalog import METHODS as CATALOG
 from .methods.catalog import get_method
 
 METHODS = tuple(CATALOG)
+#: The split a row's ``shifted_accuracy`` is measured on, when the task has it (:func:`course_lib.tasks.review_verdicts`).
+SHIFTED_SPLIT = "test_unseen"
 LABELS = {key: method.label for key, method in CATALOG.items()}
 
 
@@ -93,13 +97,20 @@ class Comparison:
     meta: dict = field(default_factory=dict)
 
     def table(self) -> str:
-        """The rows as a fixed-width text table."""
-        head = f"{'method':34s} {'trainable':>10s} {'% of base':>9s} {'accuracy':>8s} {'time (s)':>8s} {'peak MB':>8s}"
+        """The rows as a fixed-width text table (with a ``shifted`` column when the rows have a shifted split)."""
+        shifted = any(r.get("shifted_accuracy") is not None for r in self.rows)
+        extra = f" {'shifted':>8s}" if shifted else ""
+        head = (f"{'method':34s} {'trainable':>10s} {'% of base':>9s} {'accuracy':>8s}{extra} {'time (s)':>8s} "
+                f"{'peak MB':>8s}")
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            lines.append(f"{r['label']:34s} {r['trainable']:>10,} {100 * r['fraction']:>8.3f}% {r['accuracy']:>8.1%} "
-                         f"{r['seconds']:>8.1f} {r['peak_memory_bytes'] / 1e6:>8.2f}")
-        lines.append(f"{'untrained model':34s} {'':>10s} {'':>9s} {self.baseline:>8.1%}")
+            cell = f" {r['shifted_accuracy']:>8.1%}" if shifted else ""
+            peak = f"{r['peak_memory_bytes'] / 1e6:>8.2f}" if r.get("peak_memory_bytes") is not None else f"{'-':>8s}"
+            lines.append(f"{r['label']:34s} {r['trainable']:>10,} {100 * r['fraction']:>8.3f}% {r['accuracy']:>8.1%}{cell} "
+                         f"{r['seconds']:>8.1f} {peak}")
+        base_shifted = self.meta.get("shifted_baseline")
+        cell = f" {base_shifted:>8.1%}" if shifted and base_shifted is not None else ""
+        lines.append(f"{'untrained model':34s} {'':>10s} {'':>9s} {self.baseline:>8.1%}{cell}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -148,6 +159,8 @@ class Capstone:
     measure_memory: bool = True
     progress: bool = True
     started: float = field(default_factory=time.perf_counter)
+    shifted: list = field(default_factory=list)    # the shifted split's first eval_examples ([] when the task has none)
+    shifted_baseline: float | None = None
 
     @classmethod
     def prepare(cls, runtime=None, *, model=None, tokenizer=None, task=None, settings: MethodSettings | None = None,
@@ -174,8 +187,12 @@ class Capstone:
             steps=steps, batch_size=batch_size, eval_examples=eval_examples).items() if v is not None})
         test = task["test"][:config.eval_examples]
         lrs = {**{m: rt.learning_rate(m) for m in METHODS}, **(learning_rates or {})}
-        return cls(rt, model, tokenizer, task, config, test, lrs, count_parameters(model),
-                   accuracy(model, tokenizer, task, test), settings or MethodSettings(), measure_memory, progress)
+        bench = cls(rt, model, tokenizer, task, config, test, lrs, count_parameters(model),
+                    accuracy(model, tokenizer, task, test), settings or MethodSettings(), measure_memory, progress)
+        if SHIFTED_SPLIT in task.splits:
+            bench.shifted = task[SHIFTED_SPLIT][:config.eval_examples]
+            bench.shifted_baseline = accuracy(model, tokenizer, task, bench.shifted)
+        return bench
 
     def method_config(self, method: str):
         """The validated ``Config`` of ``method`` at the capstone's shared sizes."""
@@ -206,6 +223,7 @@ class Capstone:
                 "formula": formula, "base_parameters": self.base_parameters,
                 "fraction": result.trainable / self.base_parameters,
                 "accuracy": accuracy(tuned, self.tokenizer, task, self.test), "baseline": self.baseline,
+                "shifted_accuracy": accuracy(tuned, self.tokenizer, task, self.shifted) if self.shifted else None,
                 "seconds": result.seconds, "peak_memory_bytes": peak, "lr": lr, "steps": config.steps,
                 "final_loss": sum(result.losses[-10:]) / max(1, len(result.losses[-10:]))}
 
@@ -214,7 +232,7 @@ class Capstone:
         config = self.train_config
         meta = {"runtime": self.runtime.name, "device": str(self.runtime.device),
                 "model": getattr(self.model, "name_or_path", type(self.model).__name__), "task": self.task.name,
-                "test_examples": len(self.test), "steps": config.steps, "batch_size": config.batch_size,
+                "test_examples": len(self.test), "shifted_baseline": self.shifted_baseline, "steps": config.steps, "batch_size": config.batch_size,
                 "seed": config.seed, "settings": asdict(self.settings),
                 "wall_seconds": time.perf_counter() - self.started,
                 "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment()}

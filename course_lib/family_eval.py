@@ -246,9 +246,10 @@ def label_mapping(model, tokenizer, *, ks=(0, 2, 4), n: int = 200, pairs=None, s
 
 # ----------------------------------------------------------------------------- perplexity
 def heldout_perplexity(model, tokenizer, *, n_docs: int = 256, seed: int = HELDOUT_SEED, batch_size: int = 32,
-                       progress: bool = True) -> dict:
+                       max_length: int | None = None, progress: bool = True) -> dict:
     """Mean next-character loss on ``corpus(n_docs, seed)`` documents (each ended by ``<eos>``, as in
-    training), its exponential (perplexity per character) and bits per character."""
+    training), its exponential (perplexity per character) and bits per character. ``max_length``: cut each
+    document to that many tokens (default: the model's context), e.g. to leave room for a soft prompt."""
     import math
 
     import torch
@@ -264,7 +265,7 @@ def heldout_perplexity(model, tokenizer, *, n_docs: int = 256, seed: int = HELDO
     starts = range(0, n_docs, batch_size)
     with torch.no_grad():
         for s in prompting.progress_bar(starts, len(starts), "perplexity", progress):
-            x, y = batch_from_documents(tokenizer, docs[s:s + batch_size], tokenizer.model_max_length)
+            x, y = batch_from_documents(tokenizer, docs[s:s + batch_size], max_length or tokenizer.model_max_length)
             mask = (x != tokenizer.pad_token_id).long()
             logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits.float().cpu()
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),

@@ -17,7 +17,8 @@ bottom:
    from measured sizes), ``peft_workflow`` (an adapter's size on disk,
    logits compared, the layers ``target_modules`` can name)
 7. ``training``
-8. experiments: ``prompting``, ``reasoning``, ``comparison``, ``family_eval``
+8. experiments: ``prompting``, ``reasoning``, ``comparison``, ``family_eval``, ``robustness`` (methods on
+   several seeds: a shifted split, forgetting, whether the base survives)
 9. showing: ``plotting``, ``widgets``, ``show``, ``findings`` (sentences conditioned on measured numbers)
 10. the course around the library: ``authoring``, ``notebooks``, ``lab``, ``colab``, ``grading``, ``book``,
     ``cli``
@@ -41,7 +42,7 @@ LAYERS = (
     {"models", "tasks", "standins"},
     {"scoring", "generation", "memory", "paging", "peft_workflow"},
     {"training"},
-    {"prompting", "reasoning", "comparison", "family_eval"},
+    {"prompting", "reasoning", "comparison", "family_eval", "robustness"},
     {"plotting", "widgets", "show", "findings"},
     {"authoring", "notebooks", "lab", "colab", "grading", "book", "cli"},
 )

@@ -76,3 +76,28 @@ def test_the_paging_plot_draws_both_traces_the_capacity_and_the_out_of_memory_st
     assert list(lines["out of memory (no paging)"].get_xdata()) == [1]
     assert lines["device capacity"].get_ydata()[0] == 10
     assert "4 pages" in " ".join(t.get_text() for t in ax.texts)
+
+
+def test_the_seed_study_plot_shows_every_seed_the_means_and_which_arms_keep_the_base():
+    from course_lib.plotting.robustness import plot_seed_study
+    from course_lib.robustness import SeedRun, Study
+
+    study = Study(("test", "test_unseen"), (0, 1), 10, {"test": 0.5, "test_unseen": 0.5, "general_loss": 0.6})
+    for arm, accs, loss, intact in [("full", (1.0, 0.9), 2.0, False), ("LoRA", (0.8, 0.7), 1.0, True)]:
+        for seed in (0, 1):
+            study.runs.append(SeedRun(arm, seed, 10, {"test": accs[0], "test_unseen": accs[1] - 0.1 * seed},
+                                      loss + seed, intact, 1.0))
+    fig = plot_seed_study(study)
+    left, right = fig.axes
+    # one dot per seed: 2 arms x 2 splits on the left, 2 arms on the right
+    from matplotlib.collections import PathCollection
+
+    dots = [c for c in left.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in dots) == 8
+    assert sorted(round(float(y), 3) for c in dots for _, y in c.get_offsets()) == [60.0, 70.0, 80.0, 80.0, 80.0, 90.0, 100.0, 100.0]
+    heights = sorted(round(p.get_height(), 3) for p in left.patches if p.get_height())
+    assert heights == sorted([100.0, 85.0, 80.0, 65.0])       # the means over seeds, in percent
+    assert [round(p.get_height(), 3) for p in right.patches if p.get_height()] == [2.5, 1.5]
+    assert [line.get_ydata()[0] for line in left.get_lines() if line.get_linestyle() == "--"] == [50.0, 50.0]
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert any("base intact" in t for t in labels) and any("overwritten" in t for t in labels)

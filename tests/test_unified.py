@@ -351,6 +351,16 @@ def test_compare_methods_rows_and_json(tmp_path):
         assert r["trainable"] == r["formula"] and 0 <= r["accuracy"] <= 1 and r["peak_memory_bytes"] > 0
         assert r["seconds"] > 0 and r["steps"] == 2
     assert "lora" in res.table().lower() or "LoRA" in res.table()
+    # the shifted split (unseen adjectives) is measured beside the test split, untrained model included
+    from course_lib.training import accuracy
+
+    assert res.meta["shifted_baseline"] == accuracy(model, tok, task, task["test_unseen"])
+    assert all(0 <= r["shifted_accuracy"] <= 1 for r in res.rows) and "shifted" in res.table()
+    without = review_verdicts({"train": 32, "validation": 8, "test": 8, "test_unseen": 8})
+    del without.splits["test_unseen"]
+    plain = compare_methods(rt, ["lora"], model=model, tokenizer=tok, task=without, steps=1, batch_size=4,
+                            eval_examples=8, progress=False)
+    assert plain.rows[0]["shifted_accuracy"] is None and "shifted" not in plain.table()
     path = save_comparison(res, tmp_path / "c.json")
     back = load_comparison(path)
     assert back.rows == res.rows and back.meta["environment"]["torch"] == torch.__version__
