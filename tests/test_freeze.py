@@ -7,17 +7,7 @@ import torch
 from course_lib.errors import ConfigError
 from course_lib.methods import freeze
 from course_lib.methods.catalog import perspective_table
-
-
-def _changed_after_a_step(model):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 64, (2, 10), generator=g)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    model(input_ids=x, labels=x).loss.backward()
-    opt.step()
-    return {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+from test_bitfit import _step as _changed_after_a_step   # one AdamW step -> the names of the parameters it moved
 
 
 @pytest.mark.parametrize("arch, blocks, norm", [("tiny_llama", "model.layers", "model.norm"),
