@@ -212,15 +212,16 @@ class InstructionMixture:
         if templates not in ("all", "one"):
             raise ConfigError(f"templates={templates!r}: tuning uses 'all' training templates or 'one' per task.",
                               "pass templates='all' (instruction tuning) or templates='one' (one wording per task).")
-        rng = random.Random(_task_seed(seed, "pairs", templates))
+        wording = random.Random(_task_seed(seed, "wording"))
         pairs = []
         for task in self.train_tasks:
             one = self.one_template(task, seed)
             for x, y in self.items(task, n_per_task, "train", seed):
-                index = one if templates == "one" else rng.choice(self.train_templates[task])
+                index = one if templates == "one" else wording.choice(self.train_templates[task])
                 pairs.append((self.template(task, index).query(x), y + "\n"))
-        rng.shuffle(pairs)
-        return pairs
+        order = list(range(len(pairs)))         # the same order for "one" and "all"
+        random.Random(_task_seed(seed, "order")).shuffle(order)
+        return [pairs[i] for i in order]
 
     def eval_cells(self, which: str) -> list[tuple[str, int]]:
         """The ``(task, template index)`` cells of an evaluation set: ``"held-out templates"`` (of the

@@ -50,7 +50,11 @@ def test_tuning_data_uses_training_templates_only_and_one_wording_per_task_when_
         assert used_all == set(mix.train_templates[task])
         assert used_one == {mix.one_template(task, 1)}
     # the same inputs and outputs in both conditions: only the wording differs
-    assert sorted(t for _, t in all_pairs) == sorted(t for _, t in one_pairs)
+    assert [t for _, t in all_pairs] == [t for _, t in one_pairs]
+    assert all(_input_of(a, mix.template(task, i)) == _input_of(o, mix.template(task, j))
+               for (a, _), (o, _) in zip(all_pairs, one_pairs) for task in mix.train_tasks
+               for i in range(I.K) for j in range(I.K)
+               if _input_of(a, mix.template(task, i)) and _input_of(o, mix.template(task, j)))
 
 
 def _input_of(prompt: str, template) -> str:
