@@ -18,7 +18,8 @@ bottom:
    logits compared, the layers ``target_modules`` can name)
 7. ``training``
 8. experiments: ``prompting``, ``reasoning``, ``comparison``, ``family_eval``, ``robustness`` (methods on
-   several seeds: a shifted split, forgetting, whether the base survives)
+   several seeds: a shifted split, forgetting, whether the base survives), ``instructions`` (instruction
+   tuning against prompting)
 9. showing: ``plotting``, ``widgets``, ``show``, ``findings`` (sentences conditioned on measured numbers)
 10. the course around the library: ``authoring``, ``notebooks``, ``lab``, ``colab``, ``grading``, ``book``,
     ``cli``
@@ -42,7 +43,7 @@ LAYERS = (
     {"models", "tasks", "standins"},
     {"scoring", "generation", "memory", "paging", "peft_workflow"},
     {"training"},
-    {"prompting", "reasoning", "comparison", "family_eval", "robustness"},
+    {"prompting", "reasoning", "comparison", "family_eval", "robustness", "instructions"},
     {"plotting", "widgets", "show", "findings"},
     {"authoring", "notebooks", "lab", "colab", "grading", "book", "cli"},
 )
