@@ -26,8 +26,9 @@ the slots beyond the labels with sampled common vocabulary rather than repeating
 
 P-tuning (Liu et al., 2021, "GPT Understands, Too") places its virtual tokens anywhere in a template
 (around and between the input and the answer) and produces them with a bidirectional LSTM + MLP
-prompt encoder, keeping a few task-related *anchor* tokens as real words. The course (like peft)
-keeps the encoder and puts the tokens in front of the input; the encoder couples the tokens and
+prompt encoder, keeping a few task-related *anchor* tokens as real words; that method, with its
+template, is :mod:`course_lib.methods.p_tuning`. Here (like peft's ``PromptEncoderConfig``) the
+encoder is kept but the tokens go in front of the input; the encoder couples the tokens and
 makes training more stable:
 ``encoder="mlp"``: ``Linear(d, h) -> ReLU -> Linear(h, h) -> ReLU -> Linear(h, d)``;
 ``encoder="lstm"``: a bidirectional LSTM (``h`` per direction) followed by
@@ -324,8 +325,8 @@ class TaskIdModel(nn.Module):
 PERSPECTIVES = (
     Perspective("prompt tuning", "input", "additive", "Lester et al. 2021",
                 "learned input embeddings of virtual tokens (soft prompts)"),
-    Perspective("P-tuning", "input", "additive", "Liu et al. 2021",
-                "soft prompts produced by a prompt encoder while training"),
+    Perspective("P-tuning (tokens in front)", "input", "additive", "Liu et al. 2021",
+                "soft prompts produced by a prompt encoder while training, all in front of the input (peft's placement)"),
     Perspective("multitask prompt tuning", "input", "additive", "Wang et al. 2023",
                 "one shared soft prompt, rescaled per task by a rank-one factor (peft's MultitaskPromptTuning)"),
 )
