@@ -42,7 +42,7 @@ import torch
 
 from ..errors import ConfigError
 from . import prompt_tuning
-from .base import AdaptedModel
+from .base import AdaptedModel, freeze_for_input_method
 from .catalog import Perspective
 from .prompt_tuning import PromptTuningConfig, SoftPrompt
 from .targets import check_fits
@@ -183,14 +183,9 @@ def apply_p_tuning(model, config: PTuningConfig | None = None, tokenizer=None) -
     Train and score with ``training.train(wrapped, wrapped.tokenizer, wrapped.task(task), ...)``.
     """
     config = config or PTuningConfig()
-    if not isinstance(config, PTuningConfig):
-        raise ConfigError(f"apply_p_tuning expects a PTuningConfig, got {type(config).__name__}.",
-                          "build one: PTuningConfig(template='[P][P] review: {text} [P] verdict:').")
-    if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
-        raise ConfigError(f"{type(model).__name__} has no input embedding table to fill virtual tokens into.",
-                          "pass a transformers causal LM (e.g. from course_lib.models.load_model()).")
-    for param in model.parameters():
-        param.requires_grad_(False)
+    freeze_for_input_method(model, config, PTuningConfig, apply_name="apply_p_tuning",
+                            example="PTuningConfig(template='[P][P] review: {text} [P] verdict:')",
+                            purpose="fill virtual tokens into")
     return PTuningModel(model, config, tokenizer if tokenizer is not None else config.tokenizer)
 
 

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import AdaptedModel
+from .base import AdaptedModel, freeze_for_input_method
 from .catalog import Perspective
 from .targets import check_fits
 
@@ -234,14 +234,9 @@ class PromptTuningModel(AdaptedModel):
 def apply_prompt_tuning(model, config: PromptTuningConfig | None = None, tokenizer=None) -> PromptTuningModel:
     """Freeze ``model`` and wrap it behind a new soft prompt; only the prompt (and encoder) train."""
     config = config or PromptTuningConfig()
-    if not isinstance(config, PromptTuningConfig):
-        raise ConfigError(f"apply_prompt_tuning expects a PromptTuningConfig, got {type(config).__name__}.",
-                          "build one: PromptTuningConfig(num_virtual_tokens=8, init='text', init_text='plus minus').")
-    if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
-        raise ConfigError(f"{type(model).__name__} has no input embedding table to put a soft prompt in front of.",
-                          "pass a transformers causal LM (e.g. from course_lib.models.load_model()).")
-    for param in model.parameters():
-        param.requires_grad_(False)
+    freeze_for_input_method(model, config, PromptTuningConfig, apply_name="apply_prompt_tuning",
+                            example="PromptTuningConfig(num_virtual_tokens=8, init='text', init_text='plus minus')",
+                            purpose="put a soft prompt in front of")
     return PromptTuningModel(model, config, tokenizer if tokenizer is not None else config.tokenizer)
 
 
