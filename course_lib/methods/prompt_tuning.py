@@ -26,8 +26,9 @@ the slots beyond the labels with sampled common vocabulary rather than repeating
 
 P-tuning (Liu et al., 2021, "GPT Understands, Too") places its virtual tokens anywhere in a template
 (around and between the input and the answer) and produces them with a bidirectional LSTM + MLP
-prompt encoder, keeping a few task-related *anchor* tokens as real words. The course (like peft)
-keeps the encoder and puts the tokens in front of the input; the encoder couples the tokens and
+prompt encoder, keeping a few task-related *anchor* tokens as real words; that method, with its
+template, is :mod:`course_lib.methods.p_tuning`. Here (like peft's ``PromptEncoderConfig``) the
+encoder is kept but the tokens go in front of the input; the encoder couples the tokens and
 makes training more stable:
 ``encoder="mlp"``: ``Linear(d, h) -> ReLU -> Linear(h, h) -> ReLU -> Linear(h, d)``;
 ``encoder="lstm"``: a bidirectional LSTM (``h`` per direction) followed by
@@ -55,7 +56,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import AdaptedModel
+from .base import AdaptedModel, freeze_for_input_method
 from .catalog import Perspective
 from .targets import check_fits
 
@@ -233,14 +234,9 @@ class PromptTuningModel(AdaptedModel):
 def apply_prompt_tuning(model, config: PromptTuningConfig | None = None, tokenizer=None) -> PromptTuningModel:
     """Freeze ``model`` and wrap it behind a new soft prompt; only the prompt (and encoder) train."""
     config = config or PromptTuningConfig()
-    if not isinstance(config, PromptTuningConfig):
-        raise ConfigError(f"apply_prompt_tuning expects a PromptTuningConfig, got {type(config).__name__}.",
-                          "build one: PromptTuningConfig(num_virtual_tokens=8, init='text', init_text='plus minus').")
-    if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
-        raise ConfigError(f"{type(model).__name__} has no input embedding table to put a soft prompt in front of.",
-                          "pass a transformers causal LM (e.g. from course_lib.models.load_model()).")
-    for param in model.parameters():
-        param.requires_grad_(False)
+    freeze_for_input_method(model, config, PromptTuningConfig, apply_name="apply_prompt_tuning",
+                            example="PromptTuningConfig(num_virtual_tokens=8, init='text', init_text='plus minus')",
+                            purpose="put a soft prompt in front of")
     return PromptTuningModel(model, config, tokenizer if tokenizer is not None else config.tokenizer)
 
 
@@ -324,8 +320,8 @@ class TaskIdModel(nn.Module):
 PERSPECTIVES = (
     Perspective("prompt tuning", "input", "additive", "Lester et al. 2021",
                 "learned input embeddings of virtual tokens (soft prompts)"),
-    Perspective("P-tuning", "input", "additive", "Liu et al. 2021",
-                "soft prompts produced by a prompt encoder while training"),
+    Perspective("P-tuning (tokens in front)", "input", "additive", "Liu et al. 2021",
+                "soft prompts produced by a prompt encoder while training, all in front of the input (peft's placement)"),
     Perspective("multitask prompt tuning", "input", "additive", "Wang et al. 2023",
                 "one shared soft prompt, rescaled per task by a rank-one factor (peft's MultitaskPromptTuning)"),
 )
