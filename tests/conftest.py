@@ -92,7 +92,7 @@ def embedded_model():
 # the end with short tests. (Sorting them all to the front put every `course check` on one worker, in turn.)
 _LONG = {"tests/test_assignments.py::test_course_check[": {"08": 672, "07": 276, "04": 193, "02": 188, "03": 185,
                                                            "06": 137, "05": 131, "01": 131, "00": 62},
-         "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"06": 201, "07": 190, "04": 182, "08": 178,
+         "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"07": 190, "04": 182, "08": 178, "06": 165,
                                                                       "03": 122, "05": 86, "01": 85, "02": 73},
          "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 137},
          "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 468},
