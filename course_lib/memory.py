@@ -609,14 +609,14 @@ HEAVY_CELLS = (
               "qwen2.5-0.5b-instruct", "infer", batch_size=64, seq_len=165, logits_positions=8),
     HeavyCell("lectures/01_in_context_learning.ipynb", 17, "full fine-tuning of a copy (the prompted model stays)",
               "qwen2.5-0.5b-instruct", "train", resident=(("qwen2.5-0.5b-instruct", "inference"),)),
-    HeavyCell("lectures/02_chain_of_thought.ipynb", 28, "full fine-tuning of a copy on worked sums (batch 16)",
+    HeavyCell("lectures/02_chain_of_thought.ipynb", 30, "full fine-tuning of a copy on worked sums (batch 16)",
               "qwen2.5-0.5b-instruct", "train", batch_size=16, seq_len=160,
               resident=(("qwen2.5-0.5b-instruct", "inference"),)),
-    HeavyCell("lectures/05_qlora.ipynb", 24, "QLoRA on the registry's QLoRA base", "qwen2.5-0.5b", "train",
+    HeavyCell("lectures/05_qlora.ipynb", 30, "QLoRA on the registry's QLoRA base", "qwen2.5-0.5b", "train",
               method="qlora", resident=(("qwen2.5-0.5b", "inference"),)),
-    HeavyCell("lectures/06_prefix_prompt_tuning.ipynb", 24, "scale series: full fine-tuning of SmolLM2-360M",
+    HeavyCell("lectures/06_prefix_prompt_tuning.ipynb", 28, "scale series: full fine-tuning of SmolLM2-360M",
               "smollm2-360m", "train", resident=(("smollm2-360m", "fp32"),)),
-    HeavyCell("lectures/06_prefix_prompt_tuning.ipynb", 24, "scale series with include_largest: SmolLM2-1.7B",
+    HeavyCell("lectures/06_prefix_prompt_tuning.ipynb", 28, "scale series with include_largest: SmolLM2-1.7B",
               "smollm2-1.7b", "train", resident=(("smollm2-1.7b", "fp32"),), opt_in=True),
 )
 
