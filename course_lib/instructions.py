@@ -98,9 +98,10 @@ def _addition(rng: random.Random, split: str) -> Pair:
 
 
 def _dictionary(rng: random.Random, split: str) -> Pair:
-    words = sorted(corpus.made_up_dictionary())     # the tuning data and the evaluation use different halves
+    dictionary = corpus.made_up_dictionary()
+    words = sorted(dictionary)                      # the tuning data and the evaluation use different halves
     word = rng.choice(words[: len(words) // 2] if split == "train" else words[len(words) // 2:])
-    return word, corpus.made_up_dictionary()[word]
+    return word, dictionary[word]
 
 
 #: The tasks, each with one instruction phrasing per layout of :data:`LAYOUTS`.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .adapters import decoder_blocks
 from .catalog import Perspective
 
 
@@ -50,8 +51,6 @@ _FINAL_NORMS = ("model.norm", "transformer.ln_f")
 
 
 def _blocks(model: nn.Module, config: FreezeTuningConfig) -> list[nn.Module]:
-    from .adapters import decoder_blocks
-
     blocks, _ = decoder_blocks(model)
     if config.last_layers > len(blocks):
         raise ConfigError(f"last_layers={config.last_layers}, but the model has only {len(blocks)} decoder blocks.",
