@@ -22,6 +22,10 @@ learning rate) once per seed, each run on a fresh copy of the same pretrained mo
   removing (or disabling) what the method added gives the pretrained model back exactly: true for LoRA,
   adapters and soft prompts, false for full fine-tuning and freeze-tuning, which overwrite the base.
 
+The runs are independent, so on a CPU they are spread over every core (:mod:`course_lib.forkpool`: forked
+workers, one torch thread each; on 2 cores a study takes about half the time), with the same numbers as one
+process.
+
 :class:`Study` keeps the runs and summarises each arm as mean, lowest and highest over its seeds
 (:meth:`Study.values` feeds :func:`course_lib.findings.separated`).
 """
@@ -67,10 +71,20 @@ class SeedRun:
     seed: int
     trainable: int
     accuracy: dict[str, float]
-    general_loss: float
+    general_loss: float | None      # None when the study skipped the general probe (general_docs=0)
     base_intact: bool
     seconds: float
     losses: list[float] = field(default_factory=list)
+
+    def train_result(self, split: str):
+        """This run as a :class:`course_lib.training.TrainResult`: its losses, its trainable count, and its accuracy
+        on ``split`` as the one evaluation (for code written against :func:`course_lib.training.train`)."""
+        from .training import TrainResult
+
+        if split not in self.accuracy:
+            raise ConfigError(f"this run was not evaluated on {split!r}.", f"use one of {sorted(self.accuracy)}.")
+        return TrainResult(list(self.losses), [{"step": len(self.losses), "accuracy": self.accuracy[split]}],
+                           trainable=self.trainable)
 
 
 @dataclass
@@ -87,6 +101,11 @@ class Study:
     models: dict = field(default_factory=dict, repr=False)   # {arm: trained model of ``keep_seed``}
 
     @property
+    def metrics(self) -> tuple[str, ...]:
+        """The splits, then :data:`GENERAL` when the study ran the general probe."""
+        return (*self.splits, GENERAL) if self.general_docs else tuple(self.splits)
+
+    @property
     def arms(self) -> list[str]:
         return list(dict.fromkeys(r.arm for r in self.runs))
 
@@ -94,6 +113,9 @@ class Study:
         """One number per seed: ``metric`` is a split (accuracy) or :data:`GENERAL`."""
         if arm not in self.arms:
             raise ConfigError(f"no arm {arm!r} in this study.", f"use one of {self.arms}.")
+        if metric == GENERAL and not self.general_docs:
+            raise ConfigError("this study ran without the general probe (general_docs=0).",
+                              "run it with general_docs > 0, or ask for a split's accuracy.")
         if metric != GENERAL and metric not in self.splits:
             raise ConfigError(f"unknown metric {metric!r}.", f"use a split of {list(self.splits)} or {GENERAL!r}.")
         return [r.general_loss if metric == GENERAL else r.accuracy[metric] for r in self.runs if r.arm == arm]
@@ -108,7 +130,7 @@ class Study:
         for arm in self.arms:
             runs = [r for r in self.runs if r.arm == arm]
             row = {"arm": arm, "trainable": runs[0].trainable, "seeds": len(runs)}
-            for metric in (*self.splits, GENERAL):
+            for metric in self.metrics:
                 v = self.values(arm, metric)
                 row.update({f"{metric} mean": statistics.fmean(v), f"{metric} min": min(v), f"{metric} max": max(v)})
             row["base_intact"] = all(r.base_intact for r in runs)
@@ -117,7 +139,7 @@ class Study:
 
     def table(self) -> str:
         """The summary as fixed-width text: mean [lowest, highest] over the seeds."""
-        cols = [*self.splits, GENERAL]
+        cols = list(self.metrics)
         head = f"{'arm':30s} {'trainable':>9s} " + " ".join(f"{c:>21s}" for c in cols) + "  base intact"
         lines = [head, "-" * len(head)]
         base = " ".join(f"{self.baseline[c]:>21.3f}" for c in cols)
@@ -158,16 +180,21 @@ def general_loss(model, tokenizer, n_docs: int = 32) -> float:
 
 def run_study(model, tokenizer, task, arms: list[Arm], *, steps: int, seeds=(0, 1, 2), batch_size: int = 16,
               max_length: int | None = None, splits=("test", "test_unseen"), n_eval: int = 200,
-              general_docs: int = 32, keep_seed: int | None = None, progress: bool = True) -> Study:
+              general_docs: int = 32, keep_seed: int | None = None, progress: bool = True,
+              workers: int | None = None) -> Study:
     """Train every arm on every seed (``len(arms) * len(seeds)`` runs, one progress bar) and measure each run.
 
     ``model`` is the pretrained model and is not changed. Accuracies use the first ``n_eval`` examples of each
     split; the general loss is :func:`general_loss` on ``general_docs`` documents (on a hub model it is the same
-    probe on the course's synthetic documents). ``keep_seed``: keep that seed's trained model of every arm in
-    ``Study.models`` (for later cells); the others are dropped after measuring.
+    probe on the course's synthetic documents; ``general_docs=0`` skips the probe). ``keep_seed``: keep that
+    seed's trained model of every arm in ``Study.models`` (for later cells); the others are dropped after
+    measuring. ``workers``: processes that train runs side by side (:func:`course_lib.forkpool.fork_map`; default
+    :func:`~course_lib.forkpool.default_workers`: one per CPU core on a CPU, 1 on a GPU). The numbers do not
+    depend on it: with more than one worker every run uses one torch thread, wherever it runs.
     """
     from tqdm.auto import tqdm
 
+    from .forkpool import default_workers, fork_map
     from .training import TrainConfig, accuracy, train
 
     if not arms:
@@ -178,33 +205,48 @@ def run_study(model, tokenizer, task, arms: list[Arm], *, steps: int, seeds=(0, 
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds}: need at least one seed and no repeats.", "use e.g. seeds=(0, 1, 2).")
+    if not splits:
+        raise ConfigError("no splits to evaluate on.", "pass e.g. splits=(\"test\",).")
     for s in splits:
         task[s]   # a clear error for an unknown split
-
+    if general_docs < 0:
+        raise ConfigError(f"general_docs={general_docs} is negative.", "use 0 to skip the general probe, or e.g. 32.")
     if keep_seed is not None and keep_seed not in seeds:
         raise ConfigError(f"keep_seed={keep_seed} is not one of the seeds {seeds}.", "pick one of them, or None.")
-    def measure(m) -> tuple[dict[str, float], float]:
+
+    def measure(m) -> tuple[dict[str, float], float | None]:
         acc = {s: accuracy(m, tokenizer, task, task[s][:n_eval]) for s in splits}
-        return acc, general_loss(m, tokenizer, general_docs)
+        return acc, (general_loss(m, tokenizer, general_docs) if general_docs else None)
 
     base_acc, base_loss = measure(model)
-    study = Study(tuple(splits), seeds, steps, {**base_acc, GENERAL: base_loss}, general_docs=general_docs)
+    baseline = {**base_acc, **({GENERAL: base_loss} if general_docs else {})}
+    study = Study(tuple(splits), seeds, steps, baseline, general_docs=general_docs)
     digests = _tensor_digests(model)
-    bar = tqdm(total=len(arms) * len(seeds), desc="runs", unit="run", disable=not progress)
-    for arm in arms:
-        for seed in seeds:
-            bar.set_postfix_str(f"{arm.label}, seed {seed}")
-            torch.manual_seed(seed)
-            tuned = arm.method.apply(copy.deepcopy(model), arm.config)
-            cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=arm.lr, seed=seed, max_length=max_length,
-                              eval_examples=0)
-            run = train(tuned, tokenizer, task, cfg, progress=False)
-            acc, loss = measure(tuned)
-            study.runs.append(SeedRun(arm.label, seed, run.trainable, acc, loss, base_intact(digests, tuned),
-                                      run.seconds, run.losses))
-            bar.update(1)
-            if seed == keep_seed:
-                study.models[arm.label] = tuned
-            del tuned
+    jobs = [(arm, seed) for arm in arms for seed in seeds]
+
+    def one(job):
+        arm, seed = job
+        torch.manual_seed(seed)
+        tuned = arm.method.apply(copy.deepcopy(model), arm.config)
+        cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=arm.lr, seed=seed, max_length=max_length,
+                          eval_examples=0)
+        run = train(tuned, tokenizer, task, cfg, progress=False)
+        acc, loss = measure(tuned)
+        result = SeedRun(arm.label, seed, run.trainable, acc, loss, base_intact(digests, tuned), run.seconds, run.losses)
+        return (result, tuned) if seed == keep_seed else result
+
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+
+    def done(i, result) -> None:
+        bar.set_postfix_str(f"{jobs[i][0].label}, seed {jobs[i][1]}")
+        bar.update(1)
+
+    n = default_workers(model, len(jobs)) if workers is None else workers
+    results = fork_map(one, jobs, workers=n, on_done=done,
+                       in_parent=[i for i, (_, seed) in enumerate(jobs) if seed == keep_seed])
     bar.close()
+    for (arm, seed), result in zip(jobs, results):
+        if seed == keep_seed:
+            result, study.models[arm.label] = result
+        study.runs.append(result)
     return study

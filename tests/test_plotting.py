@@ -101,3 +101,27 @@ def test_the_seed_study_plot_shows_every_seed_the_means_and_which_arms_keep_the_
     assert [line.get_ydata()[0] for line in left.get_lines() if line.get_linestyle() == "--"] == [50.0, 50.0]
     labels = [t.get_text() for t in right.get_legend().get_texts()]
     assert any("base intact" in t for t in labels) and any("overwritten" in t for t in labels)
+
+
+def test_the_seed_sweep_plot_puts_each_arm_at_its_trainable_count_and_the_reference_as_a_band():
+    from matplotlib.collections import PathCollection
+
+    from course_lib.plotting.robustness import plot_seed_study, plot_seed_sweep
+    from course_lib.robustness import SeedRun, Study
+
+    study = Study(("validation",), (0, 1), 10, {"validation": 0.5}, general_docs=0)
+    for arm, trainable, accs in [("r=1", 100, (0.6, 0.7)), ("r=8", 800, (0.7, 0.9)), ("full", 10_000, (0.8, 1.0))]:
+        for seed, a in zip((0, 1), accs):
+            study.runs.append(SeedRun(arm, seed, trainable, {"validation": a}, None, arm != "full", 1.0))
+    ax = plot_seed_sweep(study, "validation", reference="full")
+    assert ax.get_xscale() == "log"
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sorted((float(x), round(float(y), 3)) for c in dots for x, y in c.get_offsets()) == \
+        [(100.0, 60.0), (100.0, 70.0), (800.0, 70.0), (800.0, 90.0)]          # the swept arms' seeds, not the reference's
+    joined = next(line for line in ax.get_lines() if len(line.get_xdata()) == 2)
+    assert list(joined.get_xdata()) == [100, 800] and [round(y, 3) for y in joined.get_ydata()] == [65.0, 80.0]
+    band = [p for p in ax.patches if p.get_alpha() == 0.15]
+    assert len(band) == 1
+    assert any(line.get_ydata()[0] == 90.0 and "full" in line.get_label() for line in ax.get_lines())
+    assert any(line.get_linestyle() == "--" and line.get_ydata()[0] == 50.0 for line in ax.get_lines())
+    assert len(plot_seed_study(study).axes) == 1                 # no general probe: one panel

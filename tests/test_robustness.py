@@ -100,3 +100,39 @@ def test_bad_input_is_a_clear_error(study):
         s.values("LoRA", "accuracy")
     with pytest.raises(ConfigError, match="no arm"):
         s.values("adapter", "test")
+
+
+def test_the_numbers_do_not_depend_on_the_number_of_workers(study):
+    s, model, tokenizer, task, arms = study
+    kw = dict(steps=3, seeds=(0, 1), batch_size=4, n_eval=16, general_docs=4, progress=False)
+    one = robustness.run_study(model, tokenizer, task, arms[1:], workers=1, **kw)
+    two = robustness.run_study(model, tokenizer, task, arms[1:], workers=2, **kw)
+    assert [(r.arm, r.seed) for r in two.runs] == [(r.arm, r.seed) for r in one.runs]
+    for a, b in zip(one.runs, two.runs):
+        assert (a.losses, a.accuracy, a.general_loss, a.base_intact) == (b.losses, b.accuracy, b.general_loss, b.base_intact)
+    for r in s.runs:                                              # and the fixture's own runs agree with them
+        if r.arm != "full":
+            twin = next(x for x in one.runs if (x.arm, x.seed) == (r.arm, r.seed))
+            assert twin.losses == r.losses
+
+
+def test_a_study_without_the_general_probe(study):
+    _, model, tokenizer, task, arms = study
+    s = robustness.run_study(model, tokenizer, task, arms[2:], steps=2, seeds=(0,), batch_size=4, n_eval=8,
+                             splits=("validation",), general_docs=0, progress=False)
+    assert s.metrics == ("validation",) and robustness.GENERAL not in s.baseline
+    assert s.runs[0].general_loss is None and robustness.GENERAL not in s.table()
+    assert set(s.summary()[0]) >= {"validation mean", "validation min", "validation max"}
+    with pytest.raises(ConfigError, match="without the general probe"):
+        s.values("LoRA", robustness.GENERAL)
+    with pytest.raises(ConfigError, match="negative"):
+        robustness.run_study(model, tokenizer, task, arms, steps=1, general_docs=-1, progress=False)
+
+
+def test_a_seed_run_reads_as_a_train_result(study):
+    s, *_ = study
+    run = s.runs[0]
+    res = run.train_result("test")
+    assert res.losses == run.losses and res.trainable == run.trainable and res.final_accuracy == run.accuracy["test"]
+    with pytest.raises(ConfigError, match="not evaluated"):
+        run.train_result("validation")

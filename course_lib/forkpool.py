@@ -1,0 +1,179 @@
+"""Independent training runs on every CPU core: forked workers for seeded studies.
+
+A study of several methods over several seeds (:func:`course_lib.robustness.run_study`) is a list of
+independent runs. On a CPU, torch's own threads do not speed up a model as small as the embedded one (one
+step is too little work to split), but separate processes do: on 2 cores two runs take about the time of
+one. :func:`fork_map` runs ``fn(job)`` for every job, in the calling process and in up to ``workers - 1``
+forked children at once, and returns the results in the order of ``jobs``.
+
+* A child is a copy of the caller (``os.fork``): it sees the model, tokenizer and task without pickling
+  them, runs one job with **one torch thread** (OpenMP pools do not survive a fork), sends its result back
+  pickled through a pipe and exits. Its stdout and stderr go to ``/dev/null`` (in a notebook they belong
+  to the parent's kernel).
+* The caller runs jobs too: first those in ``in_parent`` (their results need not be picklable, e.g. a
+  trained model a later cell uses), then any not yet taken. While the pool works, the caller also uses one
+  torch thread, so a job gives the same numbers wherever it runs: the result does not depend on
+  ``workers``.
+* ``workers=1``, a platform without ``fork`` (Windows) or a model on a GPU (CUDA does not survive a fork,
+  and one GPU runs the jobs one after another anyway) run everything in the caller, in order, with its
+  threads untouched. :func:`default_workers` chooses.
+
+An error in a child is raised in the caller as :class:`WorkerError`, with the child's traceback.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import sys
+import traceback
+from typing import Callable, Iterable, Sequence
+
+from .errors import CourseError
+
+ENV_VAR = "COURSE_WORKERS"
+
+
+class WorkerError(CourseError, RuntimeError):
+    """A job failed in a forked worker."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity and cgroup quota (:mod:`course_lib.threads`), at least 1."""
+    from .threads import affinity, cgroup_quota, choose_threads
+
+    return choose_threads(affinity(), cgroup_quota())
+
+
+def default_workers(model=None, n_jobs: int | None = None) -> int:
+    """Processes for :func:`fork_map`: ``COURSE_WORKERS`` if set, else one per available CPU; 1 where forking
+    cannot help or is unsafe (no ``os.fork``, or ``model`` on a GPU); never more than ``n_jobs``."""
+    if not hasattr(os, "fork"):
+        return 1
+    if model is not None:
+        try:
+            if next(model.parameters()).device.type != "cpu":
+                return 1
+        except StopIteration:
+            pass
+    raw = os.environ.get(ENV_VAR, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise CourseError(f"{ENV_VAR}={raw!r} is not a positive whole number.",
+                              f"set {ENV_VAR}=1 to run studies in one process, or unset it to use every core.")
+        n = int(raw)
+    else:
+        n = available_cpus()
+    return max(1, min(n, n_jobs if n_jobs is not None else n))
+
+
+def _child(fn: Callable, job, wfd: int) -> None:
+    """In the forked child: run one job quietly with one thread, send ("ok", result) or ("error", ...), exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        sys.stdout = sys.stderr = open(os.devnull, "w")
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+        payload = ("ok", fn(job))
+    except BaseException as exc:  # noqa: BLE001 (everything is reported to the parent)
+        payload = ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    try:
+        data = pickle.dumps(payload)
+    except Exception as exc:  # noqa: BLE001
+        data = pickle.dumps(("error", f"the result could not be pickled ({exc})", ""))
+    view = memoryview(data)
+    while view:
+        view = view[os.write(wfd, view):]
+    os.close(wfd)
+    os._exit(0)
+
+
+def fork_map(fn: Callable, jobs: Sequence, *, workers: int = 1, in_parent: Iterable[int] = (),
+             on_done: Callable[[int, object], None] | None = None) -> list:
+    """``[fn(job) for job in jobs]``, the jobs spread over the caller and up to ``workers - 1`` forked children.
+
+    ``in_parent``: indices of jobs that must run in the caller (their results are returned as they are, not
+    pickled). ``on_done(index, result)`` is called in the caller as each job finishes (a progress bar).
+    """
+    jobs = list(jobs)
+    results: list = [None] * len(jobs)
+    done = [False] * len(jobs)
+
+    def finish(i: int, result) -> None:
+        results[i], done[i] = result, True
+        if on_done is not None:
+            on_done(i, result)
+
+    if workers <= 1 or len(jobs) <= 1 or not hasattr(os, "fork"):
+        for i, job in enumerate(jobs):
+            finish(i, fn(job))
+        return results
+
+    import torch
+
+    mine = [i for i in dict.fromkeys(in_parent) if 0 <= i < len(jobs)]
+    shared = [i for i in range(len(jobs)) if i not in set(mine)]
+    running: dict[int, tuple[int, int, bytearray]] = {}   # read fd -> (pid, job index, bytes so far)
+
+    def collect(block: bool) -> None:
+        while running:
+            ready, _, _ = select.select(list(running), [], [], None if block else 0)
+            if not ready:
+                return
+            for fd in ready:
+                pid, i, buf = running[fd]
+                chunk = os.read(fd, 1 << 16)
+                if chunk:
+                    buf += chunk
+                    continue
+                os.close(fd)
+                del running[fd]
+                _, status = os.waitpid(pid, 0)
+                try:
+                    payload = pickle.loads(bytes(buf))
+                except Exception:  # noqa: BLE001 (a child that died before writing)
+                    raise WorkerError(f"job {i} ended without a result (worker exit status {status}).",
+                                      f"rerun with {ENV_VAR}=1 to run it in this process and see the error.") from None
+                if payload[0] != "ok":
+                    raise WorkerError(f"job {i} failed in a worker: {payload[1]}\n{payload[2]}",
+                                      f"fix the error above; {ENV_VAR}=1 runs the jobs in this process.")
+                finish(i, payload[1])
+            block = False
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        while mine or shared or running:
+            collect(block=False)
+            while shared and len(running) < workers - 1:
+                i = shared.pop(0)
+                r, w = os.pipe()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(r)
+                    _child(fn, jobs[i], w)
+                os.close(w)
+                running[r] = (pid, i, bytearray())
+            if mine:
+                i = mine.pop(0)
+                finish(i, fn(jobs[i]))
+            elif shared:
+                i = shared.pop()        # the last job: the children take them from the front
+                finish(i, fn(jobs[i]))
+            elif running:
+                collect(block=True)
+    finally:
+        for fd, (pid, _, _) in list(running.items()):
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+            os.close(fd)
+        torch.set_num_threads(threads)
+    assert all(done)
+    return results
