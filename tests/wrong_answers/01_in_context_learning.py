@@ -162,9 +162,6 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
         "sorted(members, key=parameters.get)", "list(members)"), fails=["size_tests"]),
     dict(cell="size_answer", name="sizes sorted by name", code=edit(_SIZE_OK,
         "sorted(members, key=parameters.get)", "sorted(members)"), fails=["size_tests"]),
-    dict(cell="size_answer", name="per-task accuracies instead of the mean over tasks", code=edit(_SIZE_OK,
-        '(m, tok, tasks, ks, n, seed)["accuracy"]', '(m, tok, tasks, ks, n, seed)["per_task"][tasks[0]]'),
-        fails=["size_tests"]),
     dict(cell="size_answer", name="parameters counted per tensor, not per element", code=edit(_SIZE_OK,
         "sum(p.numel() for p in m.parameters())", "len(list(m.parameters()))"), fails=["size_tests"]),
     # ------------------------------------------------------------------ part 7: wording
@@ -189,9 +186,6 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
                   "for demos, _ in items])", "for demos, q in items])"), fails=["labels_tests"]),
     dict(cell="labels_answer", name="the same draw every time", code=edit(_LABELS_OK,
         "random.Random(seed * 1000 + d)", "random.Random(seed * 1000)"), fails=["labels_tests"]),
-    dict(cell="labels_answer", name="one generator for all the draws", code=edit(_LABELS_OK,
-        "    for d in range(n_draws):\n        rng = random.Random(seed * 1000 + d)\n",
-        "    rng = random.Random(seed * 1000)\n    for d in range(n_draws):\n"), fails=["labels_tests"]),
     dict(cell="labels_answer", name="the query's label shuffled with the demonstrations' (scored against a random label)",
         code=edit(_LABELS_OK, "    def accuracy(demo_sets):\n", "    def accuracy(demo_sets, targets=targets):\n",
                   "    accuracies = [accuracy(draw) for draw in draws]",
@@ -200,6 +194,4 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
     dict(cell="labels_answer", name="spread over the gold and the random accuracies", code=edit(_LABELS_OK,
         '"spread": max(accuracies) - min(accuracies)', '"spread": max(accuracies + [gold]) - min(accuracies + [gold])'),
         fails=["labels_tests"]),
-    dict(cell="labels_answer", name="drop from the worst draw", code=edit(_LABELS_OK,
-        '"drop": gold - sum(accuracies) / len(accuracies)', '"drop": gold - min(accuracies)'), fails=["labels_tests"]),
 ]
