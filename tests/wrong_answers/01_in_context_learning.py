@@ -47,6 +47,16 @@ def _order(*changes: str) -> str:
 # ------------------------------------------------------------------ part 5: fine-tuning on the k examples
 _FT_OK = solution("ft_answer")
 
+# ------------------------------------------------------------------ part 6: accuracy against model size
+_SIZE_OK = solution("size_answer")
+
+# ------------------------------------------------------------------ part 7: wording (and the experiment after it)
+_WORDING_OK = solution("wording_answer")
+
+# ------------------------------------------------------------------ part 8: random labels
+_LABELS_OK = solution("labels_answer")
+_DRAW_OK = "rng.choice(label_space)) for x, _ in demos]"
+
 WRONG_ANSWERS = [
     # ------------------------------------------------------------------ part 1: prompts
     dict(cell="prompt_answer", name="a separator after the query too", code=edit(_PROMPT_OK,
@@ -144,4 +154,37 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
          fails=["ft_tests"]),
     dict(cell="ft_answer", name="returned in training mode", code=edit(_FT_OK, "    tuned.eval()\n", ""),
          fails=["ft_tests"]),
+
+    # ------------------------------------------------------------------ part 6: accuracy against model size
+    dict(cell="size_answer", name="every member scored with the notebook's model", code=edit(_SIZE_OK,
+        "accuracy_vs_k(m, tok, tasks", "accuracy_vs_k(model, tokenizer, tasks"), fails=["size_tests"]),
+    dict(cell="size_answer", name="sizes in the order given", code=edit(_SIZE_OK,
+        "sorted(members, key=parameters.get)", "list(members)"), fails=["size_tests"]),
+    dict(cell="size_answer", name="sizes sorted by name", code=edit(_SIZE_OK,
+        "sorted(members, key=parameters.get)", "sorted(members)"), fails=["size_tests"]),
+    # ------------------------------------------------------------------ part 7: wording
+    dict(cell="wording_answer", name="the template is never passed (every prompt in the default format)", code=edit(
+        _WORDING_OK, "build_prompt(x, demos, template) for", "build_prompt(x, demos) for"), fails=["wording_tests"]),
+    dict(cell="wording_answer", name="the query keeps the default format", code=edit(_WORDING_OK,
+        "[build_prompt(x, demos, template) for x, _ in queries]",
+        '["\\n".join([template.format(input=a, output=b) for a, b in demos] + [build_prompt(x, [])]) for x, _ in queries]'),
+        fails=["wording_tests"]),
+    dict(cell="wording_answer", name="best is the last template with the highest accuracy", code=edit(_WORDING_OK,
+        "best = max(accuracy, key=accuracy.get)", "best = max(reversed(accuracy), key=accuracy.get)"),
+        fails=["wording_tests"]),
+    dict(cell="wording_answer", name="spread as the population standard deviation", code=edit(_WORDING_OK,
+        '"spread": max(accuracy.values()) - min(accuracy.values())',
+        '"spread": (sum((a - sum(accuracy.values()) / len(accuracy)) ** 2 for a in accuracy.values()) / len(accuracy)) ** 0.5'),
+        fails=["wording_tests"]),
+    # ------------------------------------------------------------------ part 8: random labels
+    dict(cell="labels_answer", name="label indices instead of label words", code=edit(_LABELS_OK,
+        _DRAW_OK, "rng.randrange(len(label_space))) for x, _ in demos]"), fails=["labels_tests"]),
+    dict(cell="labels_answer", name="labels drawn from the item's own labels, the query's included (leaks its label)",
+        code=edit(_LABELS_OK, _DRAW_OK, "rng.choice([y for _, y in demos] + [q[1]])) for x, _ in demos]",
+                  "for demos, _ in items])", "for demos, q in items])"), fails=["labels_tests"]),
+    dict(cell="labels_answer", name="the same draw every time", code=edit(_LABELS_OK,
+        "random.Random(seed * 1000 + d)", "random.Random(seed * 1000)"), fails=["labels_tests"]),
+    dict(cell="labels_answer", name="spread over the gold and the random accuracies", code=edit(_LABELS_OK,
+        '"spread": max(accuracies) - min(accuracies)', '"spread": max(accuracies + [gold]) - min(accuracies + [gold])'),
+        fails=["labels_tests"]),
 ]
