@@ -88,8 +88,6 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
          fails=["compare_tests"]),
     dict(cell="compare_answer", name="one learning rate (1e-3) for every method", code=edit(_COMPARE_OK,
         "lr=runtime.learning_rate(key)", "lr=1e-3"), fails=["compare_tests"]),
-    dict(cell="compare_answer", name="no torch.manual_seed(0) before each method", code=edit(_COMPARE_OK,
-        "        torch.manual_seed(0)\n", ""), fails=["compare_tests"]),
     dict(cell="compare_answer", name="built but never trained", code=edit(_COMPARE_OK,
         "        training.train(m, tokenizer, task, training.TrainConfig.from_runtime(\n"
         "            runtime, steps=steps, lr=runtime.learning_rate(key), eval_examples=0), progress=False)\n", ""),
