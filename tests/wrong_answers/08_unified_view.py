@@ -1,8 +1,7 @@
 """Plausible mistakes in solutions/08_unified_view: each must cost the points of the test cells in `fails`.
 
 Every mistake is the solution's own answer cell (``solution(cell)``) with a few edits; ``edit`` fails loudly when an
-edit no longer applies. The one entry that is another implementation keeps the solution's cell and replaces the
-function's body, marked by a comment.
+edit no longer applies; one entry prepends a monkeypatch attack to a mistake, marked by a comment.
 """
 import runpy
 from pathlib import Path
@@ -14,11 +13,10 @@ _DELTA_OK = solution("delta_answer")
 _PREFIX_OK = solution("prefix_answer")
 _PARALLEL_OK = solution("parallel_answer")
 _COMPARE_OK = solution("compare_answer")
+_PLOT_OK = solution("plot_answer")
 
 _NO_SCALING = ("self.scaling * self.up", "self.up")
 _FREEZE = "    model.requires_grad_(False)\n"
-_COMPARE_BODY = _COMPARE_OK[_COMPARE_OK.index("    targets = "):_COMPARE_OK.index("\n\n\ntable = ")]
-_COMPARE_ROW = _COMPARE_OK[_COMPARE_OK.index("        rows.append("):_COMPARE_OK.index("    return rows")]
 
 WRONG_ANSWERS = [
     # ---------------------------------------------------------------- part 1
@@ -74,35 +72,45 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
 
 ''' + edit(_PARALLEL_OK, *_NO_SCALING), fails=["parallel_tests"]),
     # ---------------------------------------------------------------- part 4
-    # another implementation (an if/elif chain over one shared model), not an edit
-    dict(cell="compare_answer", name="every method applied to the same model object (no fresh copies)", code=edit(
-        _COMPARE_OK, _COMPARE_BODY, '''\
-    rows = []
-    for method, lr in (("full", 1e-3), ("lora", 5e-3), ("qlora", 5e-3)):
-        if method == "full":
-            m = model.requires_grad_(True)
-        elif method == "lora":
-            m = apply_lora(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-        else:
-            m = apply_qlora(copy.deepcopy(model), QLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-        training.train(m, tokenizer, task, training.TrainConfig.from_runtime(runtime, steps=steps, lr=lr))
-        rows.append({"method": method, "trainable": sum(p.numel() for p in m.parameters() if p.requires_grad),
-                     "accuracy": training.accuracy(m, tokenizer, task, examples)})
-    return rows'''), fails=["compare_tests"]),
-    dict(cell="compare_answer", name="tied weights counted twice (state_dict instead of parameters)", code=edit(
-        _COMPARE_OK, _COMPARE_ROW, '''\
-        n = sum(v.numel() for k, v in m.state_dict().items() if "lora_" in k) if method != "full" else \\
-            sum(v.numel() for v in m.state_dict().values())
-        rows.append({"method": method, "trainable": n, "accuracy": training.accuracy(m, tokenizer, task, examples)})
-'''), fails=["compare_tests"]),
+    dict(cell="compare_answer", name="every method applied to the model itself (no copy)", code=edit(_COMPARE_OK,
+        "method.apply(copy.deepcopy(model), config)", "method.apply(model, config)"), fails=["compare_tests"]),
+    dict(cell="compare_answer", name="one copy made before the loop, shared by every method", code=edit(_COMPARE_OK,
+        "    rows = []\n", "    rows, work = [], copy.deepcopy(model)\n",
+        "method.apply(copy.deepcopy(model), config)", "method.apply(work, config)"), fails=["compare_tests"]),
     dict(cell="compare_answer", name="trainable = all parameters of the adapted model", code=edit(_COMPARE_OK,
-        "sum(p.numel() for p in m.parameters() if p.requires_grad)", "sum(p.numel() for p in m.parameters())"),
-        fails=["compare_tests"]),
-    dict(cell="compare_answer", name="QLoRA model built but never trained", code=edit(_COMPARE_OK,
-        "        training.train(", '        if method != "qlora":\n            training.train('), fails=["compare_tests"]),
-    dict(cell="compare_answer", name="nothing trained, accuracies written down (0.9)", code=edit(_COMPARE_OK,
-        "        training.train(m, tokenizer, task, training.TrainConfig.from_runtime(runtime, steps=steps, lr=lr))\n", "",
-        '"accuracy": training.accuracy(m, tokenizer, task, examples)', '"accuracy": 0.9'), fails=["compare_tests"]),
+        '"trainable": training.trainable_parameters(m)', '"trainable": sum(p.numel() for p in m.parameters())'),
+         fails=["compare_tests"]),
+    dict(cell="compare_answer", name="accuracy measured on the training split", code=edit(_COMPARE_OK,
+        "training.accuracy(m, tokenizer, task, examples)", 'training.accuracy(m, tokenizer, task, task["train"][:len(examples)])'),
+         fails=["compare_tests"]),
+    dict(cell="compare_answer", name="QLoRA left out (it needs a GPU in the papers)", code=edit(_COMPARE_OK,
+        "        torch.manual_seed(0)\n", '        if key == "qlora":\n            continue\n        torch.manual_seed(0)\n'),
+         fails=["compare_tests"]),
+    dict(cell="compare_answer", name="one learning rate (1e-3) for every method", code=edit(_COMPARE_OK,
+        "lr=runtime.learning_rate(key)", "lr=1e-3"), fails=["compare_tests"]),
+    dict(cell="compare_answer", name="built but never trained", code=edit(_COMPARE_OK,
+        "        training.train(m, tokenizer, task, training.TrainConfig.from_runtime(\n"
+        "            runtime, steps=steps, lr=runtime.learning_rate(key), eval_examples=0), progress=False)\n", ""),
+         fails=["compare_tests"]),
     dict(cell="compare_answer", name="accuracy in percent", code=edit(_COMPARE_OK,
         '"accuracy": training.accuracy(', '"accuracy": 100 * training.accuracy('), fails=["compare_tests"]),
+    # ---------------------------------------------------------------- part 5
+    dict(cell="plot_answer", name="linear x axis", code=edit(_PLOT_OK, '    ax.set_xscale("log")\n', ""),
+         fails=["plot_tests"]),
+    dict(cell="plot_answer", name="axes swapped: trainable parameters on y", code=edit(_PLOT_OK,
+        'ax.scatter(r["trainable"], r["accuracy"])', 'ax.scatter(r["accuracy"], r["trainable"])'), fails=["plot_tests"]),
+    dict(cell="plot_answer", name="x = fraction of the full model's parameters", code=edit(_PLOT_OK,
+        "    for r in rows:\n", '    base = max(r["trainable"] for r in rows)\n    for r in rows:\n',
+        'ax.scatter(r["trainable"], r["accuracy"])', 'ax.scatter(r["trainable"] / base, r["accuracy"])'),
+         fails=["plot_tests"]),
+    dict(cell="plot_answer", name="points not labelled", code=edit(_PLOT_OK,
+        '        ax.annotate(r["method"], (r["trainable"], r["accuracy"]), textcoords="offset points", xytext=(4, 4),\n'
+        '                    fontsize=8)\n', ""), fails=["plot_tests"]),
+    dict(cell="plot_answer", name="axes not labelled", code=edit(_PLOT_OK,
+        '    ax.set_xlabel("trainable parameters (log scale)")\n    ax.set_ylabel("accuracy on `examples`")\n', ""),
+         fails=["plot_tests"]),
+    dict(cell="plot_answer", name="bar chart of accuracy per method (no parameter axis)", code=edit(_PLOT_OK,
+        '        ax.scatter(r["trainable"], r["accuracy"])\n', '        ax.bar(r["method"], r["accuracy"])\n',
+        '(r["trainable"], r["accuracy"]), textcoords', '(r["method"], r["accuracy"]), textcoords',
+        '    ax.set_xscale("log")\n', ""), fails=["plot_tests"]),
 ]
