@@ -3,17 +3,17 @@
 A study of several methods over several seeds (:func:`course_lib.robustness.run_study`) is a list of
 independent runs. On a CPU, torch's own threads do not speed up a model as small as the embedded one (one
 step is too little work to split), but separate processes do: on 2 cores two runs take about the time of
-one. :func:`fork_map` runs ``fn(job)`` for every job, in the calling process and in up to ``workers - 1``
-forked children at once, and returns the results in the order of ``jobs``.
+one. :func:`fork_map` runs ``fn(job)`` for every job in up to ``workers`` forked children at once (the caller
+only waits, and replaces a finished child at once), and returns the results in the order of ``jobs``.
 
 * A child is a copy of the caller (``os.fork``): it sees the model, tokenizer and task without pickling
   them, runs one job with **one torch thread** (OpenMP pools do not survive a fork), sends its result back
   pickled through a pipe and exits. Its stdout and stderr go to ``/dev/null`` (in a notebook they belong
   to the parent's kernel).
-* The caller runs jobs too: first those in ``in_parent`` (their results need not be picklable, e.g. a
-  trained model a later cell uses), then any not yet taken. While the pool works, the caller also uses one
-  torch thread, so a job gives the same numbers wherever it runs: the result does not depend on
-  ``workers``.
+* Jobs in ``in_parent`` run in the caller, one after another, before any fork (their results need not be
+  picklable). Those jobs also use one torch thread, so a job gives the same numbers wherever it runs: the
+  result does not depend on ``workers``. To bring a trained model back from a child, return its state dict
+  and load it into a copy built the same way (:func:`course_lib.training.train_side_by_side` does).
 * ``workers=1``, a platform without ``fork`` (Windows) or a model on a GPU (CUDA does not survive a fork,
   and one GPU runs the jobs one after another anyway) run everything in the caller, in order, with its
   threads untouched. :func:`default_workers` chooses.
@@ -67,6 +67,34 @@ def default_workers(model=None, n_jobs: int | None = None) -> int:
     return max(1, min(n, n_jobs if n_jobs is not None else n))
 
 
+def _silence_kernel() -> None:
+    """In a child forked from a Jupyter kernel: nothing may reach the kernel's ZeroMQ sockets, which belong to
+    the parent (a message sent from a copy corrupts the parent's connection: its next reply never arrives).
+    Every Python path that sends (output streams, the session, the sockets) becomes a no-op, logging and
+    warnings are off, and every inherited descriptor but the standard ones and the result pipe is closed, so
+    anything that still tries fails in the child instead."""
+    import logging
+    import warnings
+
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    noop = lambda *a, **k: None  # noqa: E731
+    for module, cls, names in (("ipykernel.iostream", "OutStream", ("flush", "_flush", "_schedule_flush")),
+                               ("ipykernel.iostream", "IOPubThread", ("schedule", "send_multipart")),
+                               ("jupyter_client.session", "Session", ("send", "send_raw")),
+                               ("zmq", "Socket", ("send", "send_multipart", "send_string", "send_json", "send_pyobj"))):
+        owner = getattr(sys.modules.get(module), cls, None)
+        for name in names:
+            if owner is not None and hasattr(owner, name):
+                try:
+                    setattr(owner, name, noop)
+                except (AttributeError, TypeError):
+                    pass
+    out = getattr(sys.modules.get("ipykernel.iostream"), "OutStream", None)
+    if out is not None:
+        out.write = lambda self, s: len(s)
+
+
 def _child(fn: Callable, job, wfd: int) -> None:
     """In the forked child: run one job quietly with one thread, send ("ok", result) or ("error", ...), exit."""
     try:
@@ -74,6 +102,10 @@ def _child(fn: Callable, job, wfd: int) -> None:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         sys.stdout = sys.stderr = open(os.devnull, "w")
+        _silence_kernel()
+        keep = sorted({0, 1, 2, wfd, sys.stdout.fileno()})
+        for low, high in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 4096]):
+            os.closerange(low + 1, high)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
         payload = ("ok", fn(job))
@@ -92,7 +124,7 @@ def _child(fn: Callable, job, wfd: int) -> None:
 
 def fork_map(fn: Callable, jobs: Sequence, *, workers: int = 1, in_parent: Iterable[int] = (),
              on_done: Callable[[int, object], None] | None = None) -> list:
-    """``[fn(job) for job in jobs]``, the jobs spread over the caller and up to ``workers - 1`` forked children.
+    """``[fn(job) for job in jobs]``, the jobs spread over up to ``workers`` forked children.
 
     ``in_parent``: indices of jobs that must run in the caller (their results are returned as they are, not
     pickled). ``on_done(index, result)`` is called in the caller as each job finishes (a progress bar).
@@ -145,9 +177,10 @@ def fork_map(fn: Callable, jobs: Sequence, *, workers: int = 1, in_parent: Itera
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        while mine or shared or running:
-            collect(block=False)
-            while shared and len(running) < workers - 1:
+        for i in mine:                  # the caller's own jobs first, before any fork
+            finish(i, fn(jobs[i]))
+        while shared or running:
+            while shared and len(running) < workers:
                 i = shared.pop(0)
                 r, w = os.pipe()
                 sys.stdout.flush()
@@ -158,14 +191,7 @@ def fork_map(fn: Callable, jobs: Sequence, *, workers: int = 1, in_parent: Itera
                     _child(fn, jobs[i], w)
                 os.close(w)
                 running[r] = (pid, i, bytearray())
-            if mine:
-                i = mine.pop(0)
-                finish(i, fn(jobs[i]))
-            elif shared:
-                i = shared.pop()        # the last job: the children take them from the front
-                finish(i, fn(jobs[i]))
-            elif running:
-                collect(block=True)
+            collect(block=True)         # the caller only waits: a finished worker is replaced at once
     finally:
         for fd, (pid, _, _) in list(running.items()):
             try:

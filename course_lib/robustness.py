@@ -233,7 +233,9 @@ def run_study(model, tokenizer, task, arms: list[Arm], *, steps: int, seeds=(0, 
         run = train(tuned, tokenizer, task, cfg, progress=False)
         acc, loss = measure(tuned)
         result = SeedRun(arm.label, seed, run.trainable, acc, loss, base_intact(digests, tuned), run.seconds, run.losses)
-        return (result, tuned) if seed == keep_seed else result
+        if seed != keep_seed:
+            return result
+        return result, {k: v.detach().cpu() for k, v in tuned.state_dict().items()}   # the weights travel, not the module
 
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
 
@@ -242,11 +244,14 @@ def run_study(model, tokenizer, task, arms: list[Arm], *, steps: int, seeds=(0, 
         bar.update(1)
 
     n = default_workers(model, len(jobs)) if workers is None else workers
-    results = fork_map(one, jobs, workers=n, on_done=done,
-                       in_parent=[i for i, (_, seed) in enumerate(jobs) if seed == keep_seed])
+    results = fork_map(one, jobs, workers=n, on_done=done)
     bar.close()
     for (arm, seed), result in zip(jobs, results):
-        if seed == keep_seed:
-            result, study.models[arm.label] = result
+        if seed == keep_seed:        # rebuild the kept run's model as it was made, then load its trained weights
+            result, state = result
+            torch.manual_seed(seed)
+            kept = arm.method.apply(copy.deepcopy(model), arm.config)
+            kept.load_state_dict(state)
+            study.models[arm.label] = kept
         study.runs.append(result)
     return study

@@ -301,3 +301,39 @@ def multitask_scores(model: torch.nn.Module, tokenizer, tasks, examples) -> list
     from .methods.prompt_tuning import TaskIdModel
 
     return [label_scores(TaskIdModel(model, k), tokenizer, task, examples) for k, task in enumerate(tasks)]
+
+
+def train_side_by_side(tokenizer, runs: list[tuple], *, workers: int | None = None) -> list[TrainResult]:
+    """Train several models at once, each **in place**, as :func:`train` would one after another.
+
+    ``runs``: ``(model, task, config)`` triples. On a CPU the runs are spread over the cores
+    (:func:`course_lib.forkpool.fork_map`): a run trained in a forked worker sends its state dict back and
+    the caller's model loads it, so afterwards every model holds its trained weights whichever process
+    trained it. With more than one worker every run uses one torch thread, so the numbers do not depend on
+    ``workers`` (default :func:`~course_lib.forkpool.default_workers`: 1 on a GPU). Returns the
+    :class:`TrainResult` of each run, in order.
+    """
+    from .forkpool import default_workers, fork_map
+
+    runs = list(runs)
+    if not runs:
+        raise ConfigError("no runs to train.", "pass a list of (model, task, TrainConfig) triples.")
+    for i, run in enumerate(runs):
+        if len(run) != 3 or not isinstance(run[2], TrainConfig):
+            raise ConfigError(f"run {i} is not a (model, task, TrainConfig) triple.",
+                              "build each run as (model, task, TrainConfig(...)).")
+    if len({id(m) for m, _, _ in runs}) != len(runs):
+        raise ConfigError("the same model object appears in two runs.", "train a copy.deepcopy of it in the second run.")
+
+    def one(i):
+        model, task, config = runs[i]
+        result = train(model, tokenizer, task, config, progress=False)
+        return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+    n = default_workers(runs[0][0], len(runs)) if workers is None else workers
+    out = fork_map(one, list(range(len(runs))), workers=n)
+    results = []
+    for (model, _, _), (result, state) in zip(runs, out):
+        model.load_state_dict(state)
+        results.append(result)
+    return results

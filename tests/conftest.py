@@ -90,8 +90,8 @@ def embedded_model():
 # worker. So the long tests are dealt out over the workers' slices by weight (longest first, each to the
 # least loaded slice) at the front of each slice, the short tests fill the slices up, and stealing evens out
 # the end with short tests. (Sorting them all to the front put every `course check` on one worker, in turn.)
-_LONG = {"tests/test_assignments.py::test_course_check[": {"08": 672, "07": 276, "04": 193, "02": 188, "03": 185,
-                                                           "06": 137, "05": 131, "01": 131, "00": 62},
+_LONG = {"tests/test_assignments.py::test_course_check[": {"08": 330, "07": 276, "04": 193, "02": 188, "03": 185,
+                                                           "01": 175, "06": 137, "05": 131, "00": 62},
          "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"07": 190, "04": 182, "08": 178, "06": 165,
                                                                       "03": 122, "05": 86, "01": 85, "02": 73},
          "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 137},

@@ -8,7 +8,8 @@ bottom:
 
 1. foundations: the package itself (its version), ``errors``, ``threads``, ``project``, ``precision``,
    ``devices``, ``timing`` (the one timer: lectures, ``prompting.prompt_cost`` and ``benchmarks/``),
-   ``startup`` (what the course's processes skip at start-up); data folders (``configs``, ``data``)
+   ``startup`` (what the course's processes skip at start-up), ``forkpool`` (independent runs spread over the
+   CPU cores in forked workers); data folders (``configs``, ``data``)
 2. what exists: the embedded model family (``embedded``) and the hub tables (``registry``)
 3. where it runs: ``runtime``
 4. the methods, one module each (``methods``): they act on any ``nn.Module``
@@ -36,7 +37,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "course_lib"
 
 LAYERS = (
-    {"", "errors", "threads", "project", "precision", "devices", "timing", "startup", "configs", "data"},
+    {"", "errors", "threads", "project", "precision", "devices", "timing", "startup", "forkpool", "configs", "data"},
     {"embedded", "registry"},
     {"runtime"},
     {"methods"},
