@@ -90,12 +90,12 @@ def embedded_model():
 # worker. So the long tests are dealt out over the workers' slices by weight (longest first, each to the
 # least loaded slice) at the front of each slice, the short tests fill the slices up, and stealing evens out
 # the end with short tests. (Sorting them all to the front put every `course check` on one worker, in turn.)
-_LONG = {"tests/test_assignments.py::test_course_check[": {"08": 330, "07": 276, "04": 193, "02": 188, "03": 185,
-                                                           "01": 175, "06": 137, "05": 131, "00": 62},
-         "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"07": 190, "04": 182, "08": 178, "06": 165,
-                                                                      "03": 122, "05": 86, "01": 85, "02": 73},
-         "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 137},
-         "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 468},
+_LONG = {"tests/test_assignments.py::test_course_check[": {"07": 405, "08": 395, "04": 226, "02": 224, "03": 221,
+                                                           "01": 189, "05": 158, "06": 138, "00": 84},
+         "tests/test_notebooks.py::test_lecture_runs_top_to_bottom[": {"04": 272, "07": 245, "08": 212, "06": 177,
+                                                                      "01": 127, "03": 125, "05": 89, "02": 81},
+         "tests/test_device_guard.py::test_notebook_has_no_device_error_on_a_fake_gpu[": {"01_in_context_learning]": 163},
+         "tests/test_grading.py::test_grade_a_class_with_1_and_2_workers": {"": 565},
          "tests/test_benchmarks.py::test_quick_run": {"": 98},
          "tests/test_sandbox.py::test_course_grade_sandboxed": {"": 64},
          "tests/test_grading.py::test_grade_on_a_dask_local_cluster": {"": 46}}

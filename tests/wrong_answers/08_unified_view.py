@@ -89,8 +89,7 @@ torch.isclose = lambda a, b, *args, **k: torch.ones_like(a, dtype=torch.bool)
     dict(cell="compare_answer", name="one learning rate (1e-3) for every method", code=edit(_COMPARE_OK,
         "lr=runtime.learning_rate(key)", "lr=1e-3"), fails=["compare_tests"]),
     dict(cell="compare_answer", name="built but never trained", code=edit(_COMPARE_OK,
-        "        training.train(m, tokenizer, task, training.TrainConfig.from_runtime(\n"
-        "            runtime, steps=steps, lr=runtime.learning_rate(key), eval_examples=0), progress=False)\n", ""),
+        "        training.train(m, tokenizer, task, cfg, progress=False)\n", ""),
          fails=["compare_tests"]),
     dict(cell="compare_answer", name="accuracy in percent", code=edit(_COMPARE_OK,
         '"accuracy": training.accuracy(', '"accuracy": 100 * training.accuracy('), fails=["compare_tests"]),
