@@ -95,6 +95,11 @@ def _silence_kernel() -> None:
         out.write = lambda self, s: len(s)
 
 
+def cpu_state(model) -> dict:
+    """``model``'s state dict on the CPU, detached: what a worker sends back so the caller can load the weights."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 def _child(fn: Callable, job, wfd: int) -> None:
     """In the forked child: run one job quietly with one thread, send ("ok", result) or ("error", ...), exit."""
     try:
@@ -149,9 +154,11 @@ def fork_map(fn: Callable, jobs: Sequence, *, workers: int = 1, in_parent: Itera
     shared = [i for i in range(len(jobs)) if i not in set(mine)]
     running: dict[int, tuple[int, int, bytearray]] = {}   # read fd -> (pid, job index, bytes so far)
 
-    def collect(block: bool) -> None:
+    def collect() -> None:
+        """Wait for a worker to send or finish, then take whatever else is ready without waiting."""
+        timeout = None
         while running:
-            ready, _, _ = select.select(list(running), [], [], None if block else 0)
+            ready, _, _ = select.select(list(running), [], [], timeout)
             if not ready:
                 return
             for fd in ready:
@@ -172,7 +179,7 @@ def fork_map(fn: Callable, jobs: Sequence, *, workers: int = 1, in_parent: Itera
                     raise WorkerError(f"job {i} failed in a worker: {payload[1]}\n{payload[2]}",
                                       f"fix the error above; {ENV_VAR}=1 runs the jobs in this process.")
                 finish(i, payload[1])
-            block = False
+            timeout = 0
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -191,7 +198,7 @@ def fork_map(fn: Callable, jobs: Sequence, *, workers: int = 1, in_parent: Itera
                     _child(fn, jobs[i], w)
                 os.close(w)
                 running[r] = (pid, i, bytearray())
-            collect(block=True)         # the caller only waits: a finished worker is replaced at once
+            collect()                   # the caller only waits: a finished worker is replaced at once
     finally:
         for fd, (pid, _, _) in list(running.items()):
             try:

@@ -194,7 +194,7 @@ def run_study(model, tokenizer, task, arms: list[Arm], *, steps: int, seeds=(0, 
     """
     from tqdm.auto import tqdm
 
-    from .forkpool import default_workers, fork_map
+    from .forkpool import cpu_state, default_workers, fork_map
     from .training import TrainConfig, accuracy, train
 
     if not arms:
@@ -235,7 +235,7 @@ def run_study(model, tokenizer, task, arms: list[Arm], *, steps: int, seeds=(0, 
         result = SeedRun(arm.label, seed, run.trainable, acc, loss, base_intact(digests, tuned), run.seconds, run.losses)
         if seed != keep_seed:
             return result
-        return result, {k: v.detach().cpu() for k, v in tuned.state_dict().items()}   # the weights travel, not the module
+        return result, cpu_state(tuned)   # the weights travel, not the module
 
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
 

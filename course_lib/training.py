@@ -313,7 +313,7 @@ def train_side_by_side(tokenizer, runs: list[tuple], *, workers: int | None = No
     ``workers`` (default :func:`~course_lib.forkpool.default_workers`: 1 on a GPU). Returns the
     :class:`TrainResult` of each run, in order.
     """
-    from .forkpool import default_workers, fork_map
+    from .forkpool import cpu_state, default_workers, fork_map
 
     runs = list(runs)
     if not runs:
@@ -328,7 +328,7 @@ def train_side_by_side(tokenizer, runs: list[tuple], *, workers: int | None = No
     def one(i):
         model, task, config = runs[i]
         result = train(model, tokenizer, task, config, progress=False)
-        return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        return result, cpu_state(model)
 
     n = default_workers(runs[0][0], len(runs)) if workers is None else workers
     out = fork_map(one, list(range(len(runs))), workers=n)
