@@ -4,6 +4,14 @@ Used by ``course run``: each notebook runs in its own kernel with its directory 
 directory; the executed copy is written under ``build/executed/`` with the same relative path. The
 copy records what it was executed from in ``metadata.course_executed`` (the source file's SHA-256 and
 whether every cell ran), which ``course book`` reads to decide whether the copy is fresh.
+
+Every headless run of the course (``course run``, the notebook tests, ``course grade`` and ``course check``)
+makes its client with :func:`notebook_client`: nbclient's, with waits for a kernel message that look at
+the socket again every :data:`POLL_SLICE` seconds instead of once. A single wait can miss a message that
+has already arrived: with an ipywidgets ``Output`` in a cell (lecture 04's explorer), nbclient sends comm
+messages on the shell socket while it waits for the cell's reply on it, and ZeroMQ's edge-triggered
+descriptor may then never wake the wait, so the run stalls until the cell timeout although the kernel
+is idle (jupyter/nbclient#312; seen here on lecture 04 in ``course run``, 900 s lost, then a timeout).
 """
 from __future__ import annotations
 
@@ -18,6 +26,66 @@ class RunResult:
     ok: bool
     seconds: float
     error: str = ""
+
+
+#: Seconds a wait for a kernel message blocks before it polls the socket again (see the module docstring).
+POLL_SLICE = 1.0
+
+
+def _sliced(get_msg, slice_s: float):
+    """``get_msg(timeout)`` of a kernel client channel, made of waits of at most ``slice_s`` seconds.
+
+    Each slice ends in a fresh poll of the socket, which finds a message that is already queued even when
+    the descriptor's wake-up was lost. The overall ``timeout`` (``None``: none) is kept, and ``Empty`` is
+    raised only once it has passed.
+    """
+    from queue import Empty
+
+    async def get_msg_in_slices(timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await get_msg(timeout=slice_s if left is None else min(slice_s, left))
+            except Empty:
+                if left is not None and left <= slice_s:
+                    raise
+
+    get_msg_in_slices.__wrapped__ = get_msg
+    return get_msg_in_slices
+
+
+_CLIENT_CLASS = None
+
+
+def notebook_client(nb, slice_s: float = POLL_SLICE, **kwargs):
+    """An ``nbclient.NotebookClient`` for ``nb`` (``kwargs`` as nbclient takes them) whose kernel client polls
+    its shell and IOPub sockets in slices of ``slice_s`` seconds: a run cannot stall on a reply that has
+    already arrived (module docstring)."""
+    global _CLIENT_CLASS
+    if _CLIENT_CLASS is None:
+        from jupyter_core.utils import run_sync
+        from nbclient import NotebookClient
+
+        class SteadyNotebookClient(NotebookClient):
+            """nbclient's client; every wait for a shell or IOPub message re-polls its socket each slice."""
+
+            poll_slice = POLL_SLICE
+
+            async def async_start_new_kernel_client(self):
+                kc = await super().async_start_new_kernel_client()
+                for channel in (kc.shell_channel, kc.iopub_channel):
+                    if not hasattr(channel.get_msg, "__wrapped__"):
+                        channel.get_msg = _sliced(channel.get_msg, self.poll_slice)
+                return kc
+
+            # nbclient binds the blocking form to its own coroutine (setup_kernel calls it): bind it to this one
+            start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+        _CLIENT_CLASS = SteadyNotebookClient
+    client = _CLIENT_CLASS(nb, **kwargs)
+    client.poll_slice = slice_s
+    return client
 
 
 def source_sha256(path: Path) -> str:
@@ -38,16 +106,15 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 900, kernel_name
                      progress: bool = True) -> RunResult:
     """Run one notebook top to bottom; write the executed copy to ``out_path``."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from tqdm.auto import tqdm
 
     nb = nbformat.read(path, as_version=4)
     n_code = sum(c.cell_type == "code" for c in nb.cells)
     bar = tqdm(total=n_code, desc=path.name, unit="cell", leave=False, disable=not progress)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(path.parent)}},
-                            on_cell_executed=lambda **_: bar.update(1))
+    client = notebook_client(nb, timeout=timeout, kernel_name=kernel_name,
+                             resources={"metadata": {"path": str(path.parent)}},
+                             on_cell_executed=lambda **_: bar.update(1))
     t0, error = time.time(), ""
     try:
         client.execute()

@@ -58,6 +58,31 @@ class ClassificationTask:
 LABEL_WORDS = ("minus", "plus")  # label 0 = negative, 1 = positive
 
 
+def sentiment_items(n: int, labels, *, k: int = 4, seed: int = 0) -> list[tuple[list[tuple[str, str]], tuple[str, str]]]:
+    """``n`` in-context sentiment items: ``k`` labelled demonstrations and one query each.
+
+    Every item is ``(demos, (text, label))`` with ``demos`` a list of ``k`` ``(text, label)`` pairs, all
+    reviews drawn with one ``random.Random(seed)`` (``k + 1`` per item, in order) and labelled
+    ``labels[0]`` if positive, ``labels[1]`` if negative. The format of ``prompting.build_prompt``'s
+    examples, so ``build_prompt(query[0], demos)`` is the item's prompt.
+    """
+    from .errors import ConfigError
+
+    labels = tuple(labels)
+    if len(labels) != 2 or not all(isinstance(w, str) and w for w in labels):
+        raise ConfigError(f"labels must be two words (positive, negative), got {labels!r}.",
+                          'pass e.g. labels=("pos", "neg").')
+    if n < 0 or k < 0:
+        raise ConfigError(f"n and k must be >= 0, got n={n}, k={k}.", "pass the number of items and of demonstrations.")
+    rng = random.Random(seed)
+    items = []
+    for _ in range(n):
+        reviews = [(text, labels[0] if positive else labels[1])
+                   for text, positive in (corpus.sentiment_sentence(rng) for _ in range(k + 1))]
+        items.append((reviews[:k], reviews[k]))
+    return items
+
+
 def _adjective_split(words: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     w = list(words)
     random.Random(7).shuffle(w)

@@ -305,12 +305,13 @@ def run_notebook(path, smoke: bool = True, timeout: int = 300) -> list[str]:
     ``"cell N: message"`` (cell numbers count code cells from 1, the guard's cell excluded), and the
     cells that need real CUDA (e.g. bitsandbytes quantising on load) as ``"unchecked cell N: ..."``."""
     import nbformat
-    from nbclient import NotebookClient
+
+    from course_lib.notebooks import notebook_client
 
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(install_cell(smoke)))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(Path(path).parent)}})
+    client = notebook_client(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                             resources={"metadata": {"path": str(Path(path).parent)}})
     client.execute()
     found, n = [], -1
     for cell in nb.cells:

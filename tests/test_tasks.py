@@ -3,7 +3,8 @@ local stand-in with the hub dataset's columns and label names (no network)."""
 import pytest
 
 from course_lib.runtime import select_runtime
-from course_lib.tasks import Example, downstream_task, review_verdicts, sst2
+from course_lib.errors import ConfigError
+from course_lib.tasks import Example, downstream_task, review_verdicts, sentiment_items, sst2
 
 
 def _sst2_standin(path):
@@ -126,3 +127,23 @@ def test_a_mixture_tags_each_row_with_its_task_and_alternates_them():
         TaskMixture((task,))
     with pytest.raises(ConfigError, match="no split"):
         mixture["validation"]
+
+
+def test_sentiment_items_label_every_review_by_its_polarity_and_repeat_per_seed():
+    from course_lib.embedded import corpus
+
+    items = sentiment_items(5, ("pos", "neg"), k=3, seed=4)
+    assert len(items) == 5 and all(len(demos) == 3 for demos, _ in items)
+    polarity = {w: True for w in corpus.POSITIVE} | {w: False for w in corpus.NEGATIVE}
+    for demos, query in items:
+        for text, label in demos + [query]:
+            assert label == ("pos" if polarity[text.split()[-1]] else "neg"), (text, label)   # the adjective ends it
+    assert sentiment_items(5, ("pos", "neg"), k=3, seed=4) == items
+    assert sentiment_items(5, ("pos", "neg"), k=3, seed=5) != items
+    assert sentiment_items(0, ("a", "b")) == []
+
+
+@pytest.mark.parametrize("labels, n, k", [(("pos",), 2, 4), (("pos", ""), 2, 4), (("a", "b"), -1, 4), (("a", "b"), 2, -1)])
+def test_sentiment_items_refuse_bad_arguments(labels, n, k):
+    with pytest.raises(ConfigError):
+        sentiment_items(n, labels, k=k)

@@ -158,8 +158,9 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
     """Judge the variants the audit refuses (``refused``: their indices in ``variants``) without running them:
     the grader never runs them, their part scores 0. Run the solution once and fork at each answer cell for
     the others: before it for a wrong answer, after it for the control (the solution's own answer, run once)."""
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError
+
+    from ..notebooks import notebook_client
 
     problems = []
     by_cell: dict[int, list[Variant]] = {}   # forked before the answer cell: the variant replaces it
@@ -180,9 +181,9 @@ def run_wrong_answers(cfg: GradingConfig, assignment: str, nb, variants: list[Va
     folder = cfg.root / "solutions" / assignment
     from .sandbox import manager_class
 
-    client = NotebookClient(work, kernel_name="python3", kernel_manager_class=manager_class(),
-                            allow_errors=True, shutdown_kernel="immediate",
-                            resources={"metadata": {"path": str(folder)}})
+    client = notebook_client(work, kernel_name="python3", kernel_manager_class=manager_class(),
+                             allow_errors=True, shutdown_kernel="immediate",
+                             resources={"metadata": {"path": str(folder)}})
 
     def fork(i: int, group: list[Variant], skip_answer: bool) -> None:
         plans = [_plan(nb, v, cfg)[1 if skip_answer else 0:] for v in group]

@@ -64,9 +64,9 @@ def _collect(cell, run: CellRun) -> CellRun:
 def run_steps(nb, steps: list[Step], cwd: Path, timeout_for: Callable[[object], int],
               kernel_name: str = "python3", startup_timeout: int = 120) -> list[CellRun]:
     """Execute ``steps`` in order; returns one :class:`CellRun` per step."""
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from ..notebooks import notebook_client
     from .sandbox import manager_class
 
     nb = copy.deepcopy(nb)
@@ -77,9 +77,9 @@ def run_steps(nb, steps: list[Step], cwd: Path, timeout_for: Callable[[object], 
     finished: list[tuple[int, str]] = []  # replayed after a kernel restart
     pending = list(steps)
     while pending:
-        client = NotebookClient(nb, kernel_name=kernel_name, kernel_manager_class=manager_class(),
-                                allow_errors=True, interrupt_on_timeout=False,
-                                startup_timeout=startup_timeout, shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}})
+        client = notebook_client(nb, kernel_name=kernel_name, kernel_manager_class=manager_class(),
+                                 allow_errors=True, interrupt_on_timeout=False,
+                                 startup_timeout=startup_timeout, shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}})
         with client.setup_kernel():
             for index, source in finished:
                 cell = copy.deepcopy(nb.cells[index])
