@@ -64,7 +64,9 @@ def test_embedded_model_equals_peft(embedded_model):
     with torch.no_grad():
         want = ref(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
         got = ours(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    # float32 rounding: with transformers 5.24 (unpinned; earlier CI runs passed at 1e-6) the two differ by 0.8e-5 to
+    # 1.2e-5 (measured, 1 and 2 threads, old and new course_lib alike), on logits up to about 20 in size
+    torch.testing.assert_close(got, want, rtol=0, atol=5e-5)
 
 
 def test_keys_values_use_the_kv_heads_in_the_cache_layout(tiny_llama):
