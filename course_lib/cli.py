@@ -2,7 +2,7 @@
 
     course doctor                 what this machine has and which runtime the course will use
     course lab [ARGS...]          JupyterLab at the course root
-    course run [NOTEBOOK ...]     execute notebooks headless (default: every lecture and solution)
+    course run [NOTEBOOK ...]     execute notebooks headless (default: every lecture and solution, one per core at once)
     course release [--check]      regenerate exercises/ from solutions/ with nbgrader
     course grade SUBMISSIONS      autograde SUBMISSIONS/<student>/<assignment>/*.ipynb
     course check [ASSIGNMENT ...] prove the grader right (see course_lib.grading)
@@ -91,6 +91,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return subprocess.call(lab_command(root, args.extra), cwd=root, env=env)
 
 
+#: ``course run``'s default ``--jobs`` is one per core up to this many (each kernel holds a model in memory).
+MAX_RUN_JOBS = 4
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .errors import require
 
@@ -107,8 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not paths:
         print("no notebooks found under lectures/ or solutions/")
         return 0
-    results = run_notebooks(paths, root, root / "build", timeout=args.timeout)
-    print(format_table(results))
+    if args.jobs is not None and args.jobs < 1:
+        raise CourseError(f"--jobs {args.jobs}: the number of notebooks run at once must be 1 or more.",
+                          "pass e.g. --jobs 2, or leave it out: one per core, at most 4.")
+    from .threads import cores
+    jobs = args.jobs or min(cores(), MAX_RUN_JOBS, len(paths))
+    t0 = time.time()
+    results = run_notebooks(paths, root, root / "build", timeout=args.timeout, jobs=jobs)
+    print(format_table(results, wall=time.time() - t0, jobs=jobs))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -201,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute notebooks headless and print a table")
     r.add_argument("notebooks", nargs="*", help="notebooks to run (default: every lecture and solution)")
     r.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    r.add_argument("--jobs", type=int, default=None,
+                   help="notebooks run at once, the cores split between them (default: one per core, at most "
+                        f"{MAX_RUN_JOBS}; 1: one after the other with every core)")
     r.set_defaults(func=cmd_run)
     rel = sub.add_parser("release", help="regenerate exercises/ from solutions/ (nbgrader generate_assignment)")
     rel.add_argument("--check", action="store_true", help="fail if the committed exercises/ differ from a fresh release")

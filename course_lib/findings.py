@@ -179,18 +179,33 @@ def spread(samples: Iterable[float]) -> tuple[float, float, float]:
     return statistics.median(v), min(v), max(v)
 
 
-def separated(a: Iterable[float], b: Iterable[float]) -> int:
-    """+1 if every sample of ``a`` exceeds every sample of ``b``, -1 if the reverse, 0 if the ranges overlap.
+def separated(a: Iterable[float], b: Iterable[float], gap: float = 0.0) -> int:
+    """+1 if every sample of ``a`` exceeds every sample of ``b`` by more than ``gap``, -1 if the reverse, 0 otherwise.
 
     A difference between two noisy measurements is only claimed when their ranges (over seeds or
-    repeats) do not overlap; a single sample per side has no spread and is compared as is.
+    repeats) do not overlap; a single sample per side has no spread and is compared as is. ``gap``: how far
+    apart the ranges must be, e.g. the sampling noise of the evaluation items (:func:`binomial_margin`), so that
+    a one-item difference between the closest seeds decides nothing.
     """
     a, b = _numbers(a, "separated()"), _numbers(b, "separated()")
-    if min(a) > max(b):
+    if min(a) > max(b) + gap:
         return 1
-    if min(b) > max(a):
+    if min(b) > max(a) + gap:
         return -1
     return 0
+
+
+def binomial_margin(n_items: int, z: float = 2.0) -> float:
+    """How far apart two accuracies measured on ``n_items`` items each must be before a run may rank them.
+
+    ``z`` standard errors of the difference of two independent proportions at their widest (p = 1/2):
+    ``z * sqrt(1 / (2 n))``, so 0.20 (20 points) on 50 items and 0.09 on 250. A smaller difference is
+    within the sampling noise of the items drawn. Samples of one run, not seeds: use :func:`separated`
+    where several seeds ran.
+    """
+    if not isinstance(n_items, int) or isinstance(n_items, bool) or n_items < 1:
+        raise ValueError(f"binomial_margin(): n_items={n_items!r} must be a whole number of items >= 1")
+    return z * math.sqrt(1.0 / (2 * n_items))
 
 
 def at_ceiling(accuracies: Iterable[float], ceiling: float = 0.97) -> bool:

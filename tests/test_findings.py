@@ -62,6 +62,9 @@ def test_separated_needs_non_overlapping_ranges():
     assert F.separated([7, 8], [10, 12]) == -1
     assert F.separated([344, 406, 500], [300, 592]) == 0  # overlapping spreads: no claim
     assert F.separated([5.0], [5.0]) == 0
+    assert F.separated([0.705, 0.72, 0.74], [0.66, 0.695], gap=0.05) == 0   # apart by one point: not by the noise
+    assert F.separated([0.76, 0.8], [0.66, 0.695], gap=0.05) == 1
+    assert F.separated([0.6], [0.7, 0.75], gap=0.05) == -1
 
 
 def test_spread_at_ceiling_entropy_pct():
@@ -153,3 +156,18 @@ def test_check_notebook_catches_stale_citations_duplicate_keys_and_edited_output
     flipped = F.report(F.finding("x is fast", True, "1 ms"))._repr_mimebundle_()
     flipped[F.MIME_TYPE]["findings"][0]["holds"] = False     # the text shown is not the one the condition selects
     assert len(F.check_notebook(_executed([[flipped]]))) == 1
+
+
+def test_binomial_margin_is_two_standard_errors_of_a_difference_at_p_one_half():
+    import random
+
+    assert F.binomial_margin(50) == pytest.approx(0.2) and F.binomial_margin(72) == pytest.approx(2 * (1 / 144) ** 0.5)
+    assert F.binomial_margin(200, z=1.0) == pytest.approx(0.05)
+    # it is what it says: two runs of 72 coin flips at p = 1/2 differ by more than it about 5% of the time
+    rng, n = random.Random(0), 72
+    gaps = [abs(sum(rng.random() < 0.5 for _ in range(n)) - sum(rng.random() < 0.5 for _ in range(n))) / n
+            for _ in range(4000)]
+    assert 0.03 < sum(g > F.binomial_margin(n) for g in gaps) / len(gaps) < 0.07
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="n_items"):
+            F.binomial_margin(bad)

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 
 def cores() -> int:
     """CPUs this process may use: ``floor(min(affinity, cgroup quota))``, at least 1."""
-    return threads.choose_threads(threads.affinity(), threads.cgroup_quota())
+    return threads.cores()
 
 
 def worker_count(workers: int | None) -> int:
@@ -43,15 +43,12 @@ def worker_count(workers: int | None) -> int:
 
 def threads_per_kernel(workers: int) -> int:
     """``cores() // workers``, at least 1, and never above a count set in this process's environment."""
-    n = max(1, cores() // workers)
-    choice = threads.plan()  # OMP_NUM_THREADS or COURSE_THREADS, read (and checked) the way the runtime reads them
-    return n if choice.source == "cpu limits" else min(n, choice.threads)
+    return threads.per_job(workers)
 
 
 def thread_env(workers: int) -> dict[str, str]:
     """The thread settings every grading kernel inherits when ``workers`` grade at once."""
-    n = str(threads_per_kernel(workers))
-    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "COURSE_THREADS": n}
+    return threads.job_env(workers)
 
 
 def describe(workers: int, scheduler: str | None) -> str:
