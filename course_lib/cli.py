@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CourseError(f"--jobs {args.jobs}: the number of notebooks run at once must be 1 or more.",
                           "pass e.g. --jobs 2, or leave it out: one per core, at most 4.")
     from .threads import cores
-    jobs = args.jobs or min(cores(), MAX_RUN_JOBS, len(paths))
+    jobs = min(args.jobs or min(cores(), MAX_RUN_JOBS), len(paths))
     t0 = time.time()
     results = run_notebooks(paths, root, root / "build", timeout=args.timeout, jobs=jobs)
     print(format_table(results, wall=time.time() - t0, jobs=jobs))

@@ -159,7 +159,8 @@ def run_notebooks(paths: list[Path], root: Path, build_dir: Path, timeout: int =
         result.notebook = str(rel(path))
         return result
 
-    if jobs <= 1 or len(paths) <= 1:
+    jobs = min(jobs, len(paths))   # more jobs than notebooks would only leave cores idle
+    if jobs <= 1:
         return [one(path) for path in tqdm(paths, desc="notebooks", unit="nb")]
     env = job_env(jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool, \

@@ -54,9 +54,9 @@ def test_run_executes_and_reports(tmp_path):
 
 
 def test_run_with_jobs_splits_the_cores_between_side_by_side_kernels(tmp_path, monkeypatch):
-    """``--jobs 2``: both notebooks run, results in the order given, and each kernel *starts* with
-    cores // 2 threads in its environment (torch.set_num_threads inside a kernel is not enough, see
-    course_lib.threads.job_env); the summary gives the wall clock. ``--jobs 0`` is refused."""
+    """Two notebooks with ``jobs=8``: both run at once (no more jobs than notebooks), results in the order given,
+    and each kernel *starts* with cores // 2 threads in its environment (torch.set_num_threads inside a kernel is
+    not enough, see course_lib.threads.job_env); the summary gives the wall clock. ``--jobs 0`` is refused."""
     from course_lib import threads
 
     (tmp_path / "pyproject.toml").write_text("")
@@ -69,12 +69,12 @@ def test_run_with_jobs_splits_the_cores_between_side_by_side_kernels(tmp_path, m
     monkeypatch.setattr(threads, "cgroup_quota", lambda: None)
     from course_lib.notebooks import format_table, run_notebooks
 
-    results = run_notebooks(paths, tmp_path, tmp_path / "build", timeout=120, jobs=2)
+    results = run_notebooks(paths, tmp_path, tmp_path / "build", timeout=120, jobs=8)
     assert [r.notebook for r in results] == ["lectures/b_second.ipynb", "lectures/a_first.ipynb"]
     assert all(r.ok for r in results), [r.error for r in results]
     for path in paths:
         executed = nbformat.read(tmp_path / "build" / "executed" / "lectures" / path.name, as_version=4)
-        assert executed.cells[0].outputs[0]["text"].split() == ["2", "2"]   # 4 cores // 2 jobs, read at start-up
+        assert executed.cells[0].outputs[0]["text"].split() == ["2", "2"]   # 4 cores // 2 jobs (8 asked, 2 notebooks), read at start-up
     assert "2 notebooks, 0 failed" in format_table(results, wall=3.0, jobs=2) and \
         "3.0 s wall clock (2 at once)" in format_table(results, wall=3.0, jobs=2)
     r = course("run", "--jobs", "0", str(paths[0]), cwd=tmp_path)
