@@ -113,9 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.jobs is not None and args.jobs < 1:
         raise CourseError(f"--jobs {args.jobs}: the number of notebooks run at once must be 1 or more.",
-                          "pass e.g. --jobs 2, or leave it out: one per core, at most 4.")
+                          f"pass e.g. --jobs 2, or leave it out: one per core, at most {MAX_RUN_JOBS}.")
     from .threads import cores
-    jobs = min(args.jobs or min(cores(), MAX_RUN_JOBS), len(paths))
+    jobs = args.jobs or min(cores(), MAX_RUN_JOBS)   # run_notebooks runs no more at once than there are notebooks
     t0 = time.time()
     results = run_notebooks(paths, root, root / "build", timeout=args.timeout, jobs=jobs)
     print(format_table(results, wall=time.time() - t0, jobs=jobs))

@@ -155,8 +155,9 @@ def run_notebooks(paths: list[Path], root: Path, build_dir: Path, timeout: int =
         return path.resolve().relative_to(root) if path.resolve().is_relative_to(root) else Path(path.name)
 
     def one(path: Path, progress: bool = True, env: dict | None = None) -> RunResult:
-        result = execute_notebook(path, build_dir / "executed" / rel(path), timeout=timeout, progress=progress, env=env)
-        result.notebook = str(rel(path))
+        where = rel(path)
+        result = execute_notebook(path, build_dir / "executed" / where, timeout=timeout, progress=progress, env=env)
+        result.notebook = str(where)
         return result
 
     jobs = min(jobs, len(paths))   # more jobs than notebooks would only leave cores idle
@@ -183,6 +184,7 @@ def format_table(results: list[RunResult], wall: float | None = None, jobs: int 
             rows.append(f"{'':<{width}}    {r.error}")
     total = sum(r.seconds for r in results)
     line = f"{len(results)} notebooks, {sum(not r.ok for r in results)} failed, {total:.1f} s in all"
+    jobs = min(jobs, len(results))   # as run_notebooks ran them
     if wall is not None:
         line += f"; {wall:.1f} s wall clock ({jobs} at once)" if jobs > 1 else f"; {wall:.1f} s wall clock"
     rows.append(line)
