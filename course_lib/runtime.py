@@ -88,7 +88,7 @@ LEARNING_RATES = {
 #: notebook within 3 minutes.
 TRAIN_STEPS = {
     "embedded": {"worked_sums": 100, "pruning_exercise": 100, "qlora_exercise": 60,
-                 "lora_sweep": 60, "adalora": 40, "library_check": 20, "prompt_sweep": 35, "prefix_tasks": 50},
+                 "lora_sweep": 60, "adalora": 60, "library_check": 20, "prompt_sweep": 35, "prefix_tasks": 50},
     "gpu": {"worked_sums": 150, "lora_sweep": 300, "adalora": 300, "library_check": 50, "prompt_sweep": 200},
 }
 

@@ -185,13 +185,20 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     losses: list[float] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)   # {"step", "accuracy"} at each evaluation
+    history: list[dict] = field(default_factory=list)   # {"step", "accuracy", "nll"} at each evaluation
     seconds: float = 0.0                                # training time, evaluations excluded
     trainable: int = 0
 
     @property
     def final_accuracy(self) -> float | None:
         return self.history[-1]["accuracy"] if self.history else None
+
+    @property
+    def final_nll(self) -> float | None:
+        """Validation NLL of the right label word at the last evaluation (:func:`label_scores`), in nats.
+
+        Unlike ``losses`` (every target token, including the answer's format), it measures only the label."""
+        return self.history[-1]["nll"] if self.history else None
 
 
 def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progress: bool = True,
@@ -203,7 +210,7 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
     runs after every optimiser step (pruning re-applies its masks there). ``forward_kwargs(rows)``: extra
     keyword arguments of the forward pass for the sampled rows (e.g. :meth:`course_lib.tasks.TaskMixture.forward_kwargs`:
     one task id per row). Evaluates validation
-    accuracy every ``eval_every`` steps and at the end. The forward runs in the device's mixed precision
+    accuracy and label NLL (:func:`label_scores`) every ``eval_every`` steps and at the end. The forward runs in the device's mixed precision
     (:func:`course_lib.precision.precision_for`: fp32 on CPU, bf16 or fp16 with grad scaling on CUDA).
     """
     from tqdm.auto import tqdm
@@ -242,7 +249,7 @@ def train(model, tokenizer, task, config: TrainConfig, *, parameters=None, progr
         result.losses.append(loss.item())
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
         if val and ((config.eval_every and step % config.eval_every == 0) or step == config.steps):
-            result.history.append({"step": step, "accuracy": accuracy(model, tokenizer, task, val)})
+            result.history.append({"step": step, **label_scores(model, tokenizer, task, val)})
     model.eval()
     return result
 

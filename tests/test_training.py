@@ -96,3 +96,22 @@ def _head_only(model):
     model.requires_grad_(False)
     model.get_output_embeddings().requires_grad_(True)
     return model
+
+
+def test_every_evaluation_records_the_label_accuracy_and_nll_of_the_trained_model(embedded):
+    from course_lib.runtime import select_runtime
+    from course_lib.tasks import downstream_task
+
+    model, tok = embedded
+    task = downstream_task(select_runtime("embedded"))
+    tuned = _head_only(copy.deepcopy(model))
+    run = training.train(tuned, tok, task, training.TrainConfig(steps=4, batch_size=4, eval_every=2, eval_examples=16,
+                                                                lr=3e-3), progress=False)
+    assert [h["step"] for h in run.history] == [2, 4]
+    after = training.label_scores(tuned, tok, task, task["validation"][:16])
+    assert run.final_accuracy == after["accuracy"] and run.final_nll == pytest.approx(after["nll"], abs=1e-6)
+    # the label NLL is -log p(right label word), not the training loss over every target token
+    gold = training.label_log_likelihoods(tuned, tok, task, task["validation"][:16])
+    right = gold[torch.arange(16), torch.tensor([ex.label for ex in task["validation"][:16]])]
+    assert run.final_nll == pytest.approx(-right.mean().item(), abs=1e-6) and run.final_nll > 0
+    assert run.history[0]["nll"] != run.history[1]["nll"]
