@@ -13,6 +13,8 @@ the same number of steps, batch size and data order, and records one row:
 ``accuracy``           test accuracy after training (the untrained model's is ``baseline``)
 ``shifted_accuracy``   accuracy on the task's shifted split (``test_unseen``: reviews whose adjectives training
                        never shows, where the methods are not at their ceiling), or None when the task has none
+``curve``              ``[[step, test accuracy], ...]`` at the capstone's ``checkpoints`` and after the last step (the
+                       last pair is ``accuracy``): a split at its ceiling at the end may still rank the methods earlier
 ``seconds``            training time (evaluations excluded)
 ``peak_memory_bytes``  peak bytes of live tensors in one training step (CPU: counted through a
                        ``TorchDispatchMode``; CUDA: ``torch.cuda.max_memory_allocated``)
@@ -30,7 +32,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .errors import ConfigError
 from .methods.catalog import METHODS as CATALOG
@@ -161,15 +163,18 @@ class Capstone:
     started: float = field(default_factory=time.perf_counter)
     shifted: list = field(default_factory=list)    # the shifted split's first eval_examples ([] when the task has none)
     shifted_baseline: float | None = None
+    checkpoints: tuple = ()                        # steps (before the last) after which test accuracy is also measured
 
     @classmethod
     def prepare(cls, runtime=None, *, model=None, tokenizer=None, task=None, settings: MethodSettings | None = None,
                 steps: int | None = None, batch_size: int | None = None, eval_examples: int | None = None,
                 learning_rates: dict | None = None, seed: int = 0, measure_memory: bool = True,
-                progress: bool = True) -> "Capstone":
+                progress: bool = True, checkpoints: Sequence[int] | None = None) -> "Capstone":
         """``steps``/``batch_size`` default to ``runtime.budget``, ``eval_examples`` to
         ``runtime.budget.capstone_eval_examples``; ``model``/``tokenizer`` to ``load_model(runtime=runtime)``; ``task`` to
-        ``downstream_task(runtime)``; ``learning_rates`` override ``runtime.learning_rate(method)`` per method."""
+        ``downstream_task(runtime)``; ``learning_rates`` override ``runtime.learning_rate(method)`` per method.
+        ``checkpoints``: steps before the last after which each method's test accuracy is measured too (a row's
+        ``curve``); default: a third and two thirds of the way, ``()`` for none. They do not change the training."""
         from .models import count_parameters, load_model
         from .runtime import get_runtime
         from .tasks import downstream_task
@@ -186,9 +191,18 @@ class Capstone:
         config = TrainConfig.from_runtime(rt, seed=seed, **{k: v for k, v in dict(
             steps=steps, batch_size=batch_size, eval_examples=eval_examples).items() if v is not None})
         test = task["test"][:config.eval_examples]
+        if checkpoints is None:
+            checkpoints = sorted({config.steps // 3, 2 * config.steps // 3} - {0})
+        checkpoints = tuple(checkpoints)
+        bad = [c for c in checkpoints if isinstance(c, bool) or not isinstance(c, int) or not 0 < c < config.steps]
+        if bad or len(set(checkpoints)) != len(checkpoints):
+            raise ConfigError(f"checkpoints {list(checkpoints)} must be distinct whole steps between 1 and {config.steps - 1} "
+                              f"(the last step, {config.steps}, is always measured).",
+                              f"use e.g. checkpoints=({config.steps // 2},), or checkpoints=() for none.")
         lrs = {**{m: rt.learning_rate(m) for m in METHODS}, **(learning_rates or {})}
         bench = cls(rt, model, tokenizer, task, config, test, lrs, count_parameters(model),
-                    accuracy(model, tokenizer, task, test), settings or MethodSettings(), measure_memory, progress)
+                    accuracy(model, tokenizer, task, test), settings or MethodSettings(), measure_memory, progress,
+                    checkpoints=checkpoints)
         if SHIFTED_SPLIT in task.splits:
             bench.shifted = task[SHIFTED_SPLIT][:config.eval_examples]
             bench.shifted_baseline = accuracy(model, tokenizer, task, bench.shifted)
@@ -214,17 +228,29 @@ class Capstone:
             batch = encode_examples(self.tokenizer, task, [task["train"][i] for i in idx], config.max_length)
             peak = measure_training_step(probe, batch, lr=lr).peak
             del probe
+        curve, eval_seconds, marks = [], 0.0, set(self.checkpoints)
+
+        def checkpoint(step, model):
+            # test accuracy part way; scoring draws no random numbers, so the training run is the same without it
+            nonlocal eval_seconds
+            if step in marks:
+                t0 = time.perf_counter()
+                curve.append([step, accuracy(model, self.tokenizer, task, self.test)])
+                eval_seconds += time.perf_counter() - t0
+
         torch.manual_seed(config.seed)
         # eval_examples=0: no validation pass at the end of training; the row's accuracy is on the test split below
         result = train(tuned, self.tokenizer, task,
                        TrainConfig(**{**asdict(config), "lr": lr, "eval_every": 0, "eval_examples": 0}),
-                       progress=self.progress)
+                       progress=self.progress, after_step=checkpoint if marks else None)
+        final = accuracy(tuned, self.tokenizer, task, self.test)
+        curve.append([config.steps, final])
         return {"method": method, "label": LABELS.get(method, method), "trainable": result.trainable,
                 "formula": formula, "base_parameters": self.base_parameters,
                 "fraction": result.trainable / self.base_parameters,
-                "accuracy": accuracy(tuned, self.tokenizer, task, self.test), "baseline": self.baseline,
+                "accuracy": final, "baseline": self.baseline, "curve": curve,
                 "shifted_accuracy": accuracy(tuned, self.tokenizer, task, self.shifted) if self.shifted else None,
-                "seconds": result.seconds, "peak_memory_bytes": peak, "lr": lr, "steps": config.steps,
+                "seconds": result.seconds - eval_seconds, "peak_memory_bytes": peak, "lr": lr, "steps": config.steps,
                 "final_loss": sum(result.losses[-10:]) / max(1, len(result.losses[-10:]))}
 
     def result(self, rows: list[dict]) -> Comparison:
@@ -232,7 +258,8 @@ class Capstone:
         config = self.train_config
         meta = {"runtime": self.runtime.name, "device": str(self.runtime.device),
                 "model": getattr(self.model, "name_or_path", type(self.model).__name__), "task": self.task.name,
-                "test_examples": len(self.test), "shifted_baseline": self.shifted_baseline, "steps": config.steps, "batch_size": config.batch_size,
+                "test_examples": len(self.test), "shifted_baseline": self.shifted_baseline, "steps": config.steps,
+                "checkpoints": list(self.checkpoints), "batch_size": config.batch_size,
                 "seed": config.seed, "settings": asdict(self.settings),
                 "wall_seconds": time.perf_counter() - self.started,
                 "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment()}
@@ -242,7 +269,7 @@ class Capstone:
 def compare_methods(runtime=None, methods=None, *, steps: int | None = None, batch_size: int | None = None,
                     model=None, tokenizer=None, task=None, settings: MethodSettings | None = None,
                     learning_rates: dict | None = None, eval_examples: int | None = None, seed: int = 0,
-                    measure_memory: bool = True, progress: bool = True,
+                    measure_memory: bool = True, progress: bool = True, checkpoints: Sequence[int] | None = None,
                     on_row: Callable[[dict], None] | None = None) -> Comparison:
     """Train every method in ``methods`` (default: all of :data:`METHODS`) on the runtime's task: the
     loop of lecture 08's capstone (see :class:`Capstone` for the arguments). ``on_row(row)`` is called
@@ -256,7 +283,7 @@ def compare_methods(runtime=None, methods=None, *, steps: int | None = None, bat
         raise ConfigError(f"unknown or no methods: {unknown or methods}.", f"pick from {list(METHODS)}.")
     bench = Capstone.prepare(runtime, model=model, tokenizer=tokenizer, task=task, settings=settings, steps=steps,
                              batch_size=batch_size, eval_examples=eval_examples, learning_rates=learning_rates,
-                             seed=seed, measure_memory=measure_memory, progress=progress)
+                             seed=seed, measure_memory=measure_memory, progress=progress, checkpoints=checkpoints)
     rows = []
     for key in tqdm(methods, desc="methods", disable=not progress):
         torch.manual_seed(seed)

@@ -125,3 +125,16 @@ def test_the_seed_sweep_plot_puts_each_arm_at_its_trainable_count_and_the_refere
     assert any(line.get_ydata()[0] == 90.0 and "full" in line.get_label() for line in ax.get_lines())
     assert any(line.get_linestyle() == "--" and line.get_ydata()[0] == 50.0 for line in ax.get_lines())
     assert len(plot_seed_study(study).axes) == 1                 # no general probe: one panel
+
+
+def test_accuracy_over_steps_starts_each_line_at_the_untrained_model_and_draws_the_ceiling():
+    rows = [{"label": "LoRA", "curve": [[50, 0.8], [150, 1.0]]}, {"label": "prompt tuning", "curve": [[50, 0.5], [150, 0.6]]}]
+    ax = unified.plot_accuracy_over_steps(rows, baseline=0.5)
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert sorted(lines) == ["LoRA", "prompt tuning"]
+    assert list(lines["LoRA"].get_xdata()) == [0, 50, 150] and list(lines["LoRA"].get_ydata()) == [50, 80, 100]
+    levels = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith("_"))
+    assert levels == [50, 97]                                  # the untrained model and the ceiling
+    bare = unified.plot_accuracy_over_steps(rows[:1], ceiling=None)
+    assert len(bare.get_lines()) == 1 and list(bare.get_lines()[0].get_xdata()) == [50, 150]
+    assert bare.get_xlabel() == "training step" and [t.get_text() for t in bare.get_legend().get_texts()] == ["LoRA"]

@@ -351,6 +351,30 @@ def test_compare_methods_rows_and_json(tmp_path):
         assert r["trainable"] == r["formula"] and 0 <= r["accuracy"] <= 1 and r["peak_memory_bytes"] > 0
         assert r["seconds"] > 0 and r["steps"] == 2
     assert "lora" in res.table().lower() or "LoRA" in res.table()
+    # part-way test accuracy at the default checkpoint (a third of 2 steps rounds to 0: only step 1), then the last step
+    assert res.meta["checkpoints"] == [1]
+    for r in res.rows:
+        assert [s for s, _ in r["curve"]] == [1, 2] and r["curve"][-1][1] == r["accuracy"]
+    # measuring part way does not change the training: same losses and accuracy without checkpoints
+    again = compare_methods(rt, ["lora", "mam"], model=model, tokenizer=tok, task=task, steps=2, batch_size=4,
+                            eval_examples=8, progress=False, checkpoints=())
+    for r, q in zip(res.rows, again.rows):
+        assert (q["final_loss"], q["accuracy"], q["shifted_accuracy"]) == (r["final_loss"], r["accuracy"], r["shifted_accuracy"])
+        assert q["curve"] == [[2, q["accuracy"]]]
+    from course_lib.comparison import Capstone, build_method
+
+    def lora_row(steps, checkpoints):   # the same seed, so the same batches in the same order
+        bench = Capstone.prepare(rt, model=model, tokenizer=tok, task=task, steps=steps, batch_size=4, eval_examples=8,
+                                 progress=False, measure_memory=False, checkpoints=checkpoints)
+        torch.manual_seed(0)
+        return bench.measure("lora", build_method("lora", model, tok, task)[0], 0)
+
+    three, one = lora_row(3, (1,)), lora_row(1, ())
+    assert [s for s, _ in three["curve"]] == [1, 3] and three["curve"][0][1] == one["accuracy"]   # step 1 of 3 = 1 step alone
+    for bad in ((0,), (3,), (1, 1), (1.5,)):
+        with pytest.raises(ConfigError, match="checkpoints"):
+            Capstone.prepare(rt, model=model, tokenizer=tok, task=task, steps=3, batch_size=4, eval_examples=8,
+                             checkpoints=bad)
     # the shifted split (unseen adjectives) is measured beside the test split, untrained model included
     from course_lib.training import accuracy
 

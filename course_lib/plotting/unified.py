@@ -36,6 +36,29 @@ def plot_accuracy_vs_parameters(rows: list[dict], baseline: float | None = None,
     return ax
 
 
+def plot_accuracy_over_steps(rows: list[dict], baseline: float | None = None, ax=None, ceiling: float | None = 0.97,
+                             title: str = "Test accuracy during training"):
+    """Test accuracy (%) against training step, one line per method, from each row's ``curve``
+    (``[[step, accuracy], ...]``, as :meth:`course_lib.comparison.Capstone.measure` records it).
+
+    ``baseline`` (the untrained model) starts every line at step 0 and is drawn dashed; ``ceiling`` is drawn
+    dotted (None: not drawn): where lines meet it, that step cannot rank them.
+    """
+    ax = axes(ax, (9.5, 4.5))
+    for i, r in enumerate(rows):
+        steps = [s for s, _ in r["curve"]]
+        accs = [100 * a for _, a in r["curve"]]
+        if baseline is not None:
+            steps, accs = [0, *steps], [100 * baseline, *accs]
+        ax.plot(steps, accs, marker="o", ms=4, color=f"C{i % 10}", label=r["label"])
+    if baseline is not None:
+        ax.axhline(100 * baseline, color="gray", ls="--", lw=1)
+    if ceiling is not None:
+        ax.axhline(100 * ceiling, color="black", ls=":", lw=1)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))   # beside the lines, not over them
+    return finish(ax, xlabel="training step", ylabel="test accuracy (%)", title=title, grid=True, legend=None)
+
+
 def plot_cost_panels(rows: list[dict]):
     """Two panels per method: training time (s) and peak training-step memory (MB)."""
     plt = _plt()
